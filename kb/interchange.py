@@ -1,0 +1,386 @@
+"""Import and export of a whole ACKB in the interchange format of docs/ackb-format.md.
+
+Import reads and validates everything first (every problem reported as FILE:LINE:FIELD: reason),
+and writes nothing unless all of it is valid; then it writes in ONE transaction: new rows bulk-
+loaded, changed rows updated, unchanged rows left alone. Export writes rows sorted, keys sorted,
+so the same knowledge base always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from tqdm import tqdm
+
+from kb.records import NODE_RECORDS, REL_RECORDS
+from kb.schema import AUDIT_PROPERTIES, NODE_TYPES, REL_TYPES, rel_type
+from kb.store import GraphStore, Row, Transaction
+from kb.timestamps import utc_now
+
+FORMAT = "ackb"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+MAX_PROBLEMS = 1_000  # stop collecting after this many; the count says there were more
+LOOKUP_BATCH = 5_000  # ids per `UNWIND $ids ... MATCH {id: i}` (primary-key lookups; `IN $ids` scans)
+
+
+class ImportValidationError(ValueError):
+    """The import directory has problems; nothing was written. `problems` lists each one."""
+
+    SHOWN = 50
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        shown = "\n".join(f"  {p}" for p in problems[: self.SHOWN])
+        more = f"\n  ... and {len(problems) - self.SHOWN} more" if len(problems) > self.SHOWN else ""
+        super().__init__(f"{len(problems)} problem(s) found, nothing was written:\n{shown}{more}")
+
+
+@dataclass
+class ParsedACKB:
+    """A validated import directory: rows per label and per relationship type."""
+
+    directory: Path
+    nodes: dict[str, list[Row]] = field(default_factory=dict)
+    relationships: dict[str, list[Row]] = field(default_factory=dict)
+
+    @property
+    def media_paths(self) -> list[str]:
+        return sorted({row["video_path"] for row in self.nodes.get("CreativeClip", []) if row.get("video_path")})
+
+
+@dataclass
+class ImportReport:
+    """What an import did, per label/type: created, updated, unchanged."""
+
+    created: dict[str, int] = field(default_factory=dict)
+    updated: dict[str, int] = field(default_factory=dict)
+    unchanged: dict[str, int] = field(default_factory=dict)
+    media_copied: int = 0
+
+
+class _Problems(list):
+    """Problem messages, capped at MAX_PROBLEMS."""
+
+    def add(self, where: str, what: str) -> None:
+        if len(self) < MAX_PROBLEMS:
+            self.append(f"{where}: {what}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_manifest(directory: Path, problems: _Problems) -> dict[str, Any] | None:
+    path = directory / MANIFEST
+    if not directory.is_dir():
+        problems.add(str(directory), "not a directory")
+        return None
+    if not path.is_file():
+        problems.add(MANIFEST, "missing: an ACKB directory needs a manifest.json (see docs/ackb-format.md)")
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        problems.add(MANIFEST, f"not valid JSON: {exc}")
+        return None
+    if not isinstance(manifest, dict):
+        problems.add(MANIFEST, "must be a JSON object")
+        return None
+    if manifest.get("format") != FORMAT:
+        problems.add(f"{MANIFEST}:format", f"must be {FORMAT!r}, got {manifest.get('format')!r}")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        problems.add(f"{MANIFEST}:format_version", f"this version reads format_version {FORMAT_VERSION}, got {manifest.get('format_version')!r}")
+    for section, known in (("nodes", NODE_TYPES), ("relationships", REL_TYPES)):
+        entries = manifest.get(section, {})
+        if not isinstance(entries, dict):
+            problems.add(f"{MANIFEST}:{section}", "must be an object mapping names to file entries")
+            continue
+        for name, entry in entries.items():
+            where = f"{MANIFEST}:{section}.{name}"
+            if name not in known:
+                problems.add(where, f"unknown {'label' if section == 'nodes' else 'relationship type'}; known: {', '.join(known)}")
+            elif not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+                problems.add(where, "must be an object with a 'file' string")
+            elif Path(entry["file"]).is_absolute() or ".." in Path(entry["file"]).parts:
+                problems.add(where, f"file {entry['file']!r} must be a relative path inside the directory")
+            elif not (directory / entry["file"]).is_file():
+                problems.add(where, f"file {entry['file']!r} does not exist")
+    return manifest
+
+
+def _lines(path: Path, relative: str, problems: _Problems) -> tuple[int, list[tuple[int, dict[str, Any]]]]:
+    """The file's line count and (line number, JSON object) of each good line; bad lines become problems."""
+    lines = path.read_bytes().split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the final newline
+    return len(lines), list(_objects(lines, relative, problems))
+
+
+def _objects(lines: list[bytes], relative: str, problems: _Problems) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, raw in enumerate(lines, start=1):
+        where = f"{relative}:{number}"
+        if not raw.strip():
+            problems.add(where, "blank line (one JSON object per line, no blank lines)")
+            continue
+        try:
+            value = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            problems.add(where, "not valid UTF-8")
+            continue
+        except json.JSONDecodeError as exc:
+            problems.add(where, f"malformed JSON: {exc.msg} at column {exc.colno}")
+            continue
+        if not isinstance(value, dict):
+            problems.add(where, f"expected a JSON object, got {type(value).__name__}")
+            continue
+        yield number, value
+
+
+def _check_entry(directory: Path, entry: dict[str, Any], relative: str, rows: int, problems: _Problems) -> None:
+    if "count" in entry and entry["count"] != rows:
+        problems.add(f"{MANIFEST}:{relative}", f"manifest says {entry['count']!r} rows, the file has {rows}")
+    if "sha256" in entry and entry["sha256"] != _sha256(directory / relative):
+        problems.add(f"{MANIFEST}:{relative}", "sha256 does not match the file's contents (was it edited after export?)")
+
+
+def _parse_rows(directory: Path, entry: dict[str, Any], model: type, key: Any, problems: _Problems) -> tuple[list[Row], list[int]]:
+    """Validated rows of one file, their line numbers, and problems for bad or duplicate rows."""
+    relative = entry["file"]
+    rows, numbers, seen = [], [], {}
+    line_count, objects = _lines(directory / relative, relative, problems)
+    for number, value in objects:
+        try:
+            row = model.model_validate(value).row()
+        except ValidationError as exc:
+            for error in exc.errors():
+                field_name = ".".join(str(part) for part in error["loc"]) or "-"
+                problems.add(f"{relative}:{number}:{field_name}", error["msg"])
+            continue
+        identity = key(row)
+        if identity in seen:
+            problems.add(f"{relative}:{number}:{'id' if isinstance(identity, str) else 'from/to'}", f"duplicate of line {seen[identity]}")
+            continue
+        seen[identity] = number
+        rows.append(row)
+        numbers.append(number)
+    _check_entry(directory, entry, relative, line_count, problems)
+    return rows, numbers
+
+
+def _existing_ids(store: GraphStore, label: str, ids: Iterable[str]) -> set[str]:
+    ids = sorted(set(ids))
+    found: set[str] = set()
+    for start in range(0, len(ids), LOOKUP_BATCH):
+        batch = ids[start : start + LOOKUP_BATCH]
+        found.update(
+            r["id"] for r in store.read(lambda tx: tx.run(f"UNWIND $ids AS i MATCH (n:{label} {{id: i}}) RETURN n.id AS id", ids=batch))
+        )
+    return found
+
+
+def read_ackb(directory: Path, store: GraphStore, media_dir: Path) -> ParsedACKB:
+    """Read and validate an import directory completely; raises ImportValidationError listing every problem."""
+    directory = Path(directory)
+    problems = _Problems()
+    manifest = _read_manifest(directory, problems)
+    if manifest is None or problems:
+        raise ImportValidationError(problems)
+    parsed = ParsedACKB(directory)
+    for label, entry in manifest.get("nodes", {}).items():
+        rows, numbers = _parse_rows(directory, entry, NODE_RECORDS[label], lambda r: r["id"], problems)
+        parsed.nodes[label] = rows
+        if label == "CreativeClip":
+            for row, number in zip(rows, numbers):
+                path = row.get("video_path")
+                if path and not (directory / "media" / path).is_file() and not (media_dir / path).is_file():
+                    problems.add(f"{entry['file']}:{number}:video_path", f"media/{path} is neither in the import nor in the store's media folder")
+    for type_, entry in manifest.get("relationships", {}).items():
+        spec = rel_type(type_)
+        rows, numbers = _parse_rows(directory, entry, REL_RECORDS[type_], lambda r: (r["from"], r["to"]), problems)
+        parsed.relationships[type_] = rows
+        for end, label in (("from", spec.source), ("to", spec.target)):
+            imported = {row["id"] for row in parsed.nodes.get(label, [])}
+            missing = {row[end] for row in rows} - imported
+            missing -= _existing_ids(store, label, missing) if missing else set()
+            for row, number in zip(rows, numbers):
+                if row[end] in missing:
+                    problems.add(f"{entry['file']}:{number}:{end}", f"no {label} with id {row[end]!r} in this import or in the store")
+    if problems:
+        raise ImportValidationError(problems)
+    return parsed
+
+
+def _stored_nodes(tx: Transaction, label: str, ids: list[str]) -> dict[str, Row]:
+    stored: dict[str, Row] = {}
+    for start in range(0, len(ids), LOOKUP_BATCH):
+        for record in tx.run(f"UNWIND $ids AS i MATCH (n:{label} {{id: i}}) RETURN n", ids=ids[start : start + LOOKUP_BATCH]):
+            node = {k: v for k, v in record["n"].items() if not k.startswith("_")}
+            stored[node["id"]] = node
+    return stored
+
+
+def _stored_relationships(tx: Transaction, type_: str, sources: list[str]) -> dict[tuple[str, str], Row]:
+    spec = rel_type(type_)
+    stored: dict[tuple[str, str], Row] = {}
+    query = (
+        f"UNWIND $ids AS i MATCH (a:{spec.source} {{id: i}})-[r:{spec.type}]->(b:{spec.target}) "
+        "RETURN a.id AS source, b.id AS target, r"
+    )
+    for start in range(0, len(sources), LOOKUP_BATCH):
+        for record in tx.run(query, ids=sources[start : start + LOOKUP_BATCH]):
+            props = {k: v for k, v in record["r"].items() if not k.startswith("_")}
+            stored[(record["source"], record["target"])] = {"from": record["source"], "to": record["target"], **props}
+    return stored
+
+
+def _without_nulls(row: Row) -> Row:
+    return {k: v for k, v in row.items() if v is not None}
+
+
+def _plan_node(row: Row, stored: Row | None, now: str) -> Row | None:
+    """The row to write (audit fields filled), or None when the stored node already equals it."""
+    given = {k: row[k] for k in AUDIT_PROPERTIES if row.get(k) is not None}
+    if stored is None:
+        created = given.get("created_at", now)
+        return {**row, "created_at": created, "updated_at": given.get("updated_at", created), "version": given.get("version", 1)}
+    same_content = all(_without_nulls(row).get(k) == stored.get(k) for k in set(row) | set(stored) if k not in AUDIT_PROPERTIES)
+    desired = {
+        **row,
+        "created_at": given.get("created_at", stored.get("created_at")),
+        "updated_at": given.get("updated_at", stored.get("updated_at") if same_content else now),
+        "version": given.get("version", stored.get("version", 0) if same_content else stored.get("version", 0) + 1),
+    }
+    return None if _without_nulls(desired) == stored else desired
+
+
+def _plan_relationship(row: Row, stored: Row | None, now: str, timestamped: bool) -> Row | None:
+    if stored is None:
+        return {**row, "updated_at": row.get("updated_at") or now} if timestamped else row
+    desired = dict(row)
+    if timestamped and desired.get("updated_at") is None:
+        same = all(_without_nulls(row).get(k) == stored.get(k) for k in set(row) | set(stored) if k != "updated_at")
+        desired["updated_at"] = stored.get("updated_at") if same else now
+    return None if _without_nulls(desired) == stored else desired
+
+
+def _copy_media(parsed: ParsedACKB, media_dir: Path) -> int:
+    """Copy the import's video files into the store's media folder; identical files are kept."""
+    copied = 0
+    for relative in parsed.media_paths:
+        source = parsed.directory / "media" / relative
+        target = media_dir / relative
+        if not source.is_file():
+            continue  # validated: the file is already in the store's media folder
+        if target.is_file() and target.stat().st_size == source.stat().st_size and _sha256(target) == _sha256(source):
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        shutil.copyfile(source, partial)
+        os.replace(partial, target)
+        copied += 1
+    return copied
+
+
+def import_ackb(store: GraphStore, directory: Path, media_dir: Path, *, progress: bool = False) -> ImportReport:
+    """Validate `directory` completely, then write it to the store in one transaction."""
+    parsed = read_ackb(Path(directory), store, Path(media_dir))
+    report = ImportReport(media_copied=_copy_media(parsed, Path(media_dir)))
+    total = sum(map(len, parsed.nodes.values())) + sum(map(len, parsed.relationships.values()))
+    now = utc_now()
+
+    def work(tx: Transaction) -> None:
+        with tqdm(total=total, unit="row", desc="import", disable=not progress, leave=False) as bar:
+            for label in NODE_TYPES:  # schema order: ends exist before relationships
+                rows = parsed.nodes.get(label, [])
+                bar.set_postfix_str(label)
+                stored = _stored_nodes(tx, label, [r["id"] for r in rows])
+                plans = [(_plan_node(row, stored.get(row["id"]), now), row["id"] in stored) for row in rows]
+                new = [plan for plan, exists in plans if plan is not None and not exists]
+                changed = [plan for plan, exists in plans if plan is not None and exists]
+                store.bulk_create_nodes(tx, label, new)
+                store.bulk_update_nodes(tx, label, changed)
+                _count(report, label, len(new), len(changed), len(rows))
+                bar.update(len(rows))
+            for type_ in REL_TYPES:
+                rows = parsed.relationships.get(type_, [])
+                bar.set_postfix_str(type_)
+                timestamped = "updated_at" in rel_type(type_).properties
+                stored = _stored_relationships(tx, type_, sorted({r["from"] for r in rows}))
+                plans = [(_plan_relationship(row, stored.get((row["from"], row["to"])), now, timestamped), (row["from"], row["to"]) in stored) for row in rows]
+                new = [plan for plan, exists in plans if plan is not None and not exists]
+                changed = [plan for plan, exists in plans if plan is not None and exists]
+                store.bulk_create_relationships(tx, type_, new)
+                store.bulk_update_relationships(tx, type_, changed)
+                _count(report, type_, len(new), len(changed), len(rows))
+                bar.update(len(rows))
+
+    store.write(work)
+    return report
+
+
+def _count(report: ImportReport, name: str, created: int, updated: int, total: int) -> None:
+    report.created[name] = created
+    report.updated[name] = updated
+    report.unchanged[name] = total - created - updated
+
+
+def _json_line(row: Row) -> str:
+    return json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def export_ackb(store: GraphStore, directory: Path, media_dir: Path, *, overwrite: bool = False, progress: bool = False) -> dict[str, int]:
+    """Write the whole ACKB to `directory` (which must be absent or empty unless `overwrite`)."""
+    directory = Path(directory)
+    if directory.exists() and any(directory.iterdir()) and not overwrite:
+        raise FileExistsError(f"{directory} is not empty; choose an empty directory or pass overwrite")
+    partial = directory.with_name(f".{directory.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    manifest: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "nodes": {}, "relationships": {}}
+    counts: dict[str, int] = {}
+    queries = [("nodes", label, f"MATCH (n:{label}) RETURN n AS row ORDER BY n.id") for label in NODE_TYPES] + [
+        (
+            "relationships",
+            spec.type,
+            f"MATCH (a:{spec.source})-[r:{spec.type}]->(b:{spec.target}) "
+            "RETURN a.id AS source, b.id AS target, r AS row ORDER BY source, target",
+        )
+        for spec in REL_TYPES.values()
+    ]
+    media: list[str] = []
+    for section, name, query in tqdm(queries, desc="export", disable=not progress, leave=False):
+        records = store.read(lambda tx, query=query: tx.run(query))
+        relative = f"{section}/{name}.jsonl"
+        (partial / section).mkdir(parents=True, exist_ok=True)
+        with (partial / relative).open("w", encoding="utf-8", newline="\n") as handle:
+            for record in records:
+                row = {k: v for k, v in record["row"].items() if not k.startswith("_") and v is not None}
+                if section == "relationships":
+                    row = {"from": record["source"], "to": record["target"], **row}
+                elif row.get("video_path"):
+                    media.append(row["video_path"])
+                handle.write(_json_line(row) + "\n")
+        manifest[section][name] = {"file": relative, "count": len(records), "sha256": _sha256(partial / relative)}
+        counts[name] = len(records)
+    for relative in media:
+        source = Path(media_dir) / relative
+        if source.is_file():
+            (partial / "media" / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, partial / "media" / relative)
+    (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if directory.exists():
+        shutil.rmtree(directory)
+    os.replace(partial, directory)
+    return counts

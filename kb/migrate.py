@@ -1,0 +1,155 @@
+"""Versioned schema migrations, Flyway style: `migrations/<dialect>/V0001__name.cypher`.
+
+Each applied migration is recorded as a `SchemaMigration` node (version, description, SHA-256 of
+the file, time applied). Before anything runs, every applied migration's file is checked against
+its recorded checksum: an edited, already-applied migration is refused (write a new one instead).
+No maintained library serves both Neo4j and Ladybug, so this small runner does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from kb.schema import MIGRATION_LABEL
+from kb.store import GraphStore, Transaction
+from kb.timestamps import utc_now
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+FILE_PATTERN = re.compile(r"^V(\d{4})__([a-z0-9_]+)\.cypher$")
+
+# The bookkeeping table/constraint; created by the runner itself before the first migration.
+_BOOTSTRAP: dict[str, str] = {
+    "ladybug": (
+        f"CREATE NODE TABLE IF NOT EXISTS {MIGRATION_LABEL}(version INT64 PRIMARY KEY, "
+        "description STRING, checksum STRING, applied_at STRING, execution_ms INT64)"
+    ),
+    "neo4j": (
+        f"CREATE CONSTRAINT schema_migration_version IF NOT EXISTS "
+        f"FOR (m:{MIGRATION_LABEL}) REQUIRE m.version IS UNIQUE"
+    ),
+}
+
+
+class MigrationError(RuntimeError):
+    """Migrations cannot run: a bad file name, a duplicate version, or an edited applied migration."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One migration file."""
+
+    version: int
+    description: str
+    path: Path
+    checksum: str
+
+    @property
+    def statements(self) -> list[str]:
+        """The file's statements: `//` comment lines dropped, split at `;`."""
+        text = "\n".join(line for line in self.path.read_text(encoding="utf-8").splitlines() if not line.strip().startswith("//"))
+        return [statement.strip() for statement in text.split(";") if statement.strip()]
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    """Where one migration stands in a store."""
+
+    version: int
+    description: str
+    state: Literal["applied", "pending", "checksum mismatch", "file missing"]
+    applied_at: str | None = None
+
+
+def discover(dialect: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """The dialect's migration files in version order; refuses bad names and duplicate versions."""
+    folder = directory / dialect
+    if not folder.is_dir():
+        raise MigrationError(f"no migrations folder for dialect {dialect!r} at {folder}")
+    migrations: dict[int, Migration] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix != ".cypher":
+            continue
+        match = FILE_PATTERN.match(path.name)
+        if not match:
+            raise MigrationError(f"{path}: migration files are named V0001__lower_snake_name.cypher")
+        version = int(match.group(1))
+        if version in migrations:
+            raise MigrationError(f"{path}: version {version} is also used by {migrations[version].path.name}")
+        checksum = hashlib.sha256(path.read_bytes()).hexdigest()
+        migrations[version] = Migration(version, match.group(2).replace("_", " "), path, checksum)
+    return [migrations[v] for v in sorted(migrations)]
+
+
+def _applied(store: GraphStore) -> dict[int, dict]:
+    rows = store.read(
+        lambda tx: tx.run(
+            f"MATCH (m:{MIGRATION_LABEL}) RETURN m.version AS version, m.checksum AS checksum, "
+            "m.applied_at AS applied_at, m.description AS description"
+        )
+    )
+    return {row["version"]: row for row in rows}
+
+
+def _bootstrap(store: GraphStore) -> None:
+    if not store.read_only:
+        store.apply_schema([_BOOTSTRAP[store.dialect]], lambda tx: None)
+
+
+def status(store: GraphStore, directory: Path = MIGRATIONS_DIR) -> list[MigrationStatus]:
+    """Every migration known to the files or to the store, with its state."""
+    _bootstrap(store)
+    files = {m.version: m for m in discover(store.dialect, directory)}
+    applied = _applied(store)
+    result = []
+    for version in sorted(files.keys() | applied.keys()):
+        migration, record = files.get(version), applied.get(version)
+        if migration is None:
+            result.append(MigrationStatus(version, record["description"], "file missing", record["applied_at"]))
+        elif record is None:
+            result.append(MigrationStatus(version, migration.description, "pending"))
+        elif record["checksum"] != migration.checksum:
+            result.append(MigrationStatus(version, migration.description, "checksum mismatch", record["applied_at"]))
+        else:
+            result.append(MigrationStatus(version, migration.description, "applied", record["applied_at"]))
+    return result
+
+
+def migrate(store: GraphStore, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Apply pending migrations in order; returns those applied (none when up to date)."""
+    states = status(store, directory)
+    broken = [s for s in states if s.state in ("checksum mismatch", "file missing")]
+    if broken:
+        details = "; ".join(f"V{s.version:04d} ({s.description}): {s.state}" for s in broken)
+        raise MigrationError(
+            f"refusing to migrate, applied migrations do not match their files: {details}. "
+            "Never edit an applied migration: restore it and add a new one."
+        )
+    pending = {s.version for s in states if s.state == "pending"}
+    applied = []
+    for migration in discover(store.dialect, directory):
+        if migration.version not in pending:
+            continue
+        started = time.perf_counter()
+
+        def record(tx: Transaction, migration: Migration = migration) -> None:
+            tx.run(
+                f"CREATE (m:{MIGRATION_LABEL} {{version: $version, description: $description, "
+                "checksum: $checksum, applied_at: $applied_at, execution_ms: $ms})",
+                version=migration.version,
+                description=migration.description,
+                checksum=migration.checksum,
+                applied_at=utc_now(),
+                ms=int((time.perf_counter() - started) * 1000),
+            )
+
+        try:
+            store.apply_schema(migration.statements, record)
+        except Exception as exc:
+            raise MigrationError(f"{migration.path.name} failed: {exc}") from exc
+        applied.append(migration)
+    return applied

@@ -1,0 +1,165 @@
+"""Pydantic models of every ACKB record: the one validation used by import, the repository and the UI.
+
+Strict types (no "3" for 3), unknown fields refused, lengths bounded, no control characters in
+ids and names, timestamps in the stored format. `tests/test_schema.py` checks these models agree
+with `kb.schema`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from kb.timestamps import is_timestamp
+
+MAX_ID = 200
+MAX_NAME = 200
+MAX_TEXT = 10_000
+MAX_TAGS = 50
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_control_characters(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters (newlines, tabs, NUL...)")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return value
+
+
+def _timestamp(value: str) -> str:
+    if not is_timestamp(value):
+        raise ValueError("must be an ISO-8601 UTC timestamp like 2026-01-31T12:00:00.000000Z")
+    return value
+
+
+def _media_path(value: str) -> str:
+    parts = value.split("/")
+    if value.startswith("/") or "\\" in value or any(p in ("", ".", "..") for p in parts):
+        raise ValueError("must be a relative path inside media/ using '/', without '..' (e.g. clips/c1.mp4)")
+    return value
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID), AfterValidator(_not_blank), AfterValidator(_no_control_characters)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME), AfterValidator(_not_blank), AfterValidator(_no_control_characters)]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT), AfterValidator(_not_blank)]
+Timestamp = Annotated[str, AfterValidator(_timestamp)]
+MediaPath = Annotated[str, Field(max_length=500), AfterValidator(_no_control_characters), AfterValidator(_media_path)]
+Number = Annotated[float, AfterValidator(_finite)]
+
+
+class Record(BaseModel):
+    """Common configuration: strict, closed, immutable."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+    def row(self) -> dict[str, Any]:
+        """The record as a storage/interchange row (aliases like `from` applied, nulls kept)."""
+        return self.model_dump(by_alias=True)
+
+
+class NodeRecord(Record):
+    """Fields every node has."""
+
+    id: Id
+    created_at: Timestamp | None = None
+    updated_at: Timestamp | None = None
+    version: Annotated[int, Field(ge=1)] | None = None
+
+
+class Category(NodeRecord):
+    name: Name
+    description: Text | None = None
+
+
+class Product(NodeRecord):
+    name: Name
+    brand: Name | None = None
+    description: Text | None = None
+
+
+class SellingPoint(NodeRecord):
+    text: Text
+
+
+class CreativeClip(NodeRecord):
+    caption: Text
+    tags: Annotated[list[Name], Field(max_length=MAX_TAGS)] | None = None
+    video_path: MediaPath | None = None
+    duration_s: Annotated[Number, Field(ge=0)] | None = None
+    fps: Annotated[Number, Field(gt=0)] | None = None
+    width: Annotated[int, Field(ge=1)] | None = None
+    height: Annotated[int, Field(ge=1)] | None = None
+    num_frames: Annotated[int, Field(ge=1)] | None = None
+    motion_dx: Number | None = None
+    motion_dy: Number | None = None
+    motion_magnitude: Annotated[Number, Field(ge=0)] | None = None
+    motion_divergence: Number | None = None
+    motion_curl: Number | None = None
+    motion_jitter: Annotated[Number, Field(ge=0)] | None = None
+
+
+class Motion(NodeRecord):
+    name: Name
+    description: Text | None = None
+
+
+class RelationshipRecord(Record):
+    """Fields every relationship row has: the ids of its two ends."""
+
+    source: Id = Field(alias="from")
+    target: Id = Field(alias="to")
+
+
+class InCategory(RelationshipRecord):
+    pass
+
+
+class HasSellingPoint(RelationshipRecord):
+    pass
+
+
+class Illustrates(RelationshipRecord):
+    status: Literal["proposed", "approved", "rejected"]
+    score: Annotated[Number, Field(ge=0, le=1)] | None = None
+    annotator: Name | None = None
+    updated_at: Timestamp | None = None
+
+
+class Features(RelationshipRecord):
+    pass
+
+
+class HasMotion(RelationshipRecord):
+    pass
+
+
+NODE_RECORDS: dict[str, type[NodeRecord]] = {
+    "Category": Category,
+    "Product": Product,
+    "SellingPoint": SellingPoint,
+    "CreativeClip": CreativeClip,
+    "Motion": Motion,
+}
+
+REL_RECORDS: dict[str, type[RelationshipRecord]] = {
+    "IN_CATEGORY": InCategory,
+    "HAS_SELLING_POINT": HasSellingPoint,
+    "ILLUSTRATES": Illustrates,
+    "FEATURES": Features,
+    "HAS_MOTION": HasMotion,
+}

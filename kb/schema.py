@@ -1,0 +1,114 @@
+"""The ACKB graph schema (DECISIONS D5) in one place: labels, properties, relationship types.
+
+Everything else (migrations aside) reads the schema from here: the interchange validator, the bulk
+loader, the repository and `kb stats`. Migrations create the same tables/constraints in each dialect;
+`tests/test_migrations.py` checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+PropertyType = Literal["STRING", "STRING[]", "DOUBLE", "INT64"]
+
+# Every node carries these, set by the store, never by the caller of a repository function.
+AUDIT_PROPERTIES: dict[str, PropertyType] = {
+    "created_at": "STRING",  # ISO-8601 UTC, e.g. 2026-11-25T12:00:00.000000Z
+    "updated_at": "STRING",
+    "version": "INT64",  # optimistic-concurrency counter, starts at 1
+}
+
+MOTION_DESCRIPTORS: tuple[str, ...] = (
+    "motion_dx",  # mean horizontal optical flow, pixels/frame at 256 px (positive: content moves right)
+    "motion_dy",  # mean vertical optical flow, pixels/frame (positive: content moves down)
+    "motion_magnitude",  # mean flow vector length, pixels/frame
+    "motion_divergence",  # mean divergence of the flow field (positive: zoom in / expansion)
+    "motion_curl",  # mean curl of the flow field (positive: counter-clockwise rotation on screen)
+    "motion_jitter",  # std of the per-frame mean flow over time (high: shake)
+)
+
+ILLUSTRATION_STATUSES: tuple[str, ...] = ("proposed", "approved", "rejected")
+
+
+@dataclass(frozen=True)
+class NodeType:
+    """One node label: its own properties (beyond `id` and the audit properties)."""
+
+    label: str
+    properties: dict[str, PropertyType]
+
+    @property
+    def all_properties(self) -> dict[str, PropertyType]:
+        """`id`, own properties, then audit properties, in storage order."""
+        return {"id": "STRING", **self.properties, **AUDIT_PROPERTIES}
+
+
+@dataclass(frozen=True)
+class RelType:
+    """One relationship type between two labels, with its properties."""
+
+    type: str
+    source: str
+    target: str
+    properties: dict[str, PropertyType] = field(default_factory=dict)
+
+
+NODE_TYPES: dict[str, NodeType] = {
+    n.label: n
+    for n in (
+        NodeType("Category", {"name": "STRING", "description": "STRING"}),
+        NodeType("Product", {"name": "STRING", "brand": "STRING", "description": "STRING"}),
+        NodeType("SellingPoint", {"text": "STRING"}),
+        NodeType(
+            "CreativeClip",
+            {
+                "caption": "STRING",
+                "tags": "STRING[]",
+                "video_path": "STRING",  # relative to the data dir's media/ folder; may be null
+                "duration_s": "DOUBLE",
+                "fps": "DOUBLE",
+                "width": "INT64",
+                "height": "INT64",
+                "num_frames": "INT64",
+                **{name: "DOUBLE" for name in MOTION_DESCRIPTORS},
+            },
+        ),
+        NodeType("Motion", {"name": "STRING", "description": "STRING"}),
+    )
+}
+
+REL_TYPES: dict[str, RelType] = {
+    r.type: r
+    for r in (
+        RelType("IN_CATEGORY", "Product", "Category"),
+        RelType("HAS_SELLING_POINT", "Product", "SellingPoint"),
+        RelType(
+            "ILLUSTRATES",
+            "CreativeClip",
+            "SellingPoint",
+            {"status": "STRING", "score": "DOUBLE", "annotator": "STRING", "updated_at": "STRING"},
+        ),
+        RelType("FEATURES", "CreativeClip", "Product"),
+        RelType("HAS_MOTION", "CreativeClip", "Motion"),
+    )
+}
+
+# Where the migration runner records applied migrations (not part of the ACKB proper, never exported).
+MIGRATION_LABEL = "SchemaMigration"
+
+
+def node_type(label: str) -> NodeType:
+    """The node type for `label`, or a clear error listing the known labels."""
+    try:
+        return NODE_TYPES[label]
+    except KeyError:
+        raise KeyError(f"unknown label {label!r}; known labels: {', '.join(NODE_TYPES)}") from None
+
+
+def rel_type(type_: str) -> RelType:
+    """The relationship type for `type_`, or a clear error listing the known types."""
+    try:
+        return REL_TYPES[type_]
+    except KeyError:
+        raise KeyError(f"unknown relationship type {type_!r}; known types: {', '.join(REL_TYPES)}") from None

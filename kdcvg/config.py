@@ -1,0 +1,100 @@
+"""Typed configuration in one place: defaults < config file (TOML) < environment variables.
+
+The config file is `$KDCVG_CONFIG`, else `<user config dir>/kdcvg/config.toml` if it exists.
+Environment variables: `KDCVG_DATA`, `KDCVG_BACKEND`, `KDCVG_QUERY_TIMEOUT_S`, and Neo4j's usual
+`NEO4J_URI`, `NEO4J_USER`, `NEO4J_PASSWORD`, `NEO4J_DATABASE`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+# Where each setting may come from in the environment.
+ENV_VARS: dict[str, str] = {
+    "data_dir": "KDCVG_DATA",
+    "backend": "KDCVG_BACKEND",
+    "query_timeout_s": "KDCVG_QUERY_TIMEOUT_S",
+    "neo4j_uri": "NEO4J_URI",
+    "neo4j_user": "NEO4J_USER",
+    "neo4j_password": "NEO4J_PASSWORD",
+    "neo4j_database": "NEO4J_DATABASE",
+}
+
+
+class ConfigError(ValueError):
+    """The configuration file or an environment variable holds a bad value."""
+
+
+class Settings(BaseModel):
+    """Every setting KD-CVG reads, with defaults that work on a fresh machine."""
+
+    model_config = {"extra": "forbid", "frozen": True}
+
+    data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("kdcvg")),
+        description="Root of everything KD-CVG stores locally: the embedded graph, media, demo data.",
+    )
+    backend: Literal["ladybug", "neo4j"] | None = Field(
+        default=None, description="Graph store; default: neo4j when neo4j_uri is set, else ladybug."
+    )
+    query_timeout_s: float = Field(default=30.0, gt=0, description="Timeout for analysts' Cypher.")
+    neo4j_uri: str | None = None
+    neo4j_user: str = "neo4j"
+    neo4j_password: str | None = None
+    neo4j_database: str | None = None
+
+    @model_validator(mode="after")
+    def _neo4j_needs_uri(self) -> "Settings":
+        if self.backend == "neo4j" and not self.neo4j_uri:
+            raise ValueError("backend 'neo4j' needs neo4j_uri (env NEO4J_URI)")
+        return self
+
+    @property
+    def store_backend(self) -> Literal["ladybug", "neo4j"]:
+        """The backend actually used."""
+        if self.backend is not None:
+            return self.backend
+        return "neo4j" if self.neo4j_uri else "ladybug"
+
+    @property
+    def ladybug_path(self) -> Path:
+        """The embedded database file."""
+        return self.data_dir / "ackb.lbug"
+
+    @property
+    def media_dir(self) -> Path:
+        """Where clip videos live; `video_path` properties are relative to it."""
+        return self.data_dir / "media"
+
+
+def default_config_file() -> Path:
+    """The config file read when `KDCVG_CONFIG` is not set."""
+    return Path(platformdirs.user_config_dir("kdcvg")) / "config.toml"
+
+
+def load_settings(environ: dict[str, str] | None = None, config_file: Path | None = None) -> Settings:
+    """Read the settings: file values first, then environment variables on top."""
+    environ = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    path = config_file or (Path(environ["KDCVG_CONFIG"]) if environ.get("KDCVG_CONFIG") else default_config_file())
+    if environ.get("KDCVG_CONFIG") and not path.exists():
+        raise ConfigError(f"KDCVG_CONFIG points to {path}, which does not exist")
+    if path.exists():
+        try:
+            values.update(tomllib.loads(path.read_text(encoding="utf-8")))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    for name, var in ENV_VARS.items():
+        if environ.get(var):
+            values[name] = environ[var]
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"bad configuration ({path if path.exists() else 'environment'}): {problems}") from None
