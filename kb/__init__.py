@@ -1,0 +1,1 @@
+"""The Advertising Creative Knowledge Base: schema, stores, migrations, import/export."""

@@ -1,0 +1,1 @@
+"""MKR: knowledge-referenced video generation (issue 4; not built yet)."""

@@ -1,0 +1,248 @@
+"""The `kdcvg` command: knowledge-base administration and analysts' Cypher.
+
+Every command reads the settings (kdcvg.config), opens the configured store, and turns our
+errors into one clear line on stderr with a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kdcvg.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(help="KD-CVG: knowledge-driven creative video generation.", no_args_is_help=True, add_completion=False)
+kb_app = typer.Typer(help="The Advertising Creative Knowledge Base (ACKB).", no_args_is_help=True)
+app.add_typer(kb_app, name="kb")
+err = Console(stderr=True)
+out = Console()
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print `error: message` to stderr and exit."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def handled_errors() -> Iterator[None]:
+    """Our errors become one readable line; programming errors keep their traceback."""
+    from kb.interchange import ImportValidationError
+    from kb.migrate import MigrationError
+    from kb.repository import RecordValidationError
+    from kb.store import StoreError
+
+    try:
+        yield
+    except ImportValidationError as exc:
+        fail(str(exc), 2)
+    except (ConfigError, MigrationError, RecordValidationError, StoreError, FileExistsError, FileNotFoundError) as exc:
+        fail(str(exc))
+
+
+def settings() -> Settings:
+    with handled_errors():
+        return load_settings()
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def opened_store(read_only: bool = False, *, migrated: bool = True) -> Iterator[Any]:
+    """The configured store; with `migrated`, refuses a store whose schema is not up to date."""
+    from kb import migrate
+    from kb.store import open_store
+
+    config = settings()
+    with handled_errors():
+        with open_store(config, read_only=read_only) as store:
+            if migrated and not read_only:
+                pending = [s for s in migrate.status(store) if s.state != "applied"]
+                if pending:
+                    fail(f"the store's schema is not up to date ({len(pending)} migration(s) not applied): run `kdcvg kb migrate`")
+            yield store
+
+
+@app.command("config")
+def show_config() -> None:
+    """Print the effective settings (password hidden)."""
+    config = settings()
+    values = config.model_dump(mode="json")
+    if values.get("neo4j_password"):
+        values["neo4j_password"] = "***"
+    values["store_backend"] = config.store_backend
+    out.print_json(json.dumps(values))
+
+
+@kb_app.command("migrate")
+def kb_migrate(status: Annotated[bool, typer.Option("--status", help="Only show which migrations are applied.")] = False) -> None:
+    """Apply pending schema migrations (or show their status)."""
+    from kb import migrate
+
+    with opened_store(migrated=False) as store, handled_errors():
+        if status:
+            table = Table("version", "description", "state", "applied at")
+            for s in migrate.status(store):
+                table.add_row(f"V{s.version:04d}", s.description, s.state, s.applied_at or "")
+            out.print(table)
+            return
+        applied = migrate.migrate(store)
+        for migration in applied:
+            out.print(f"applied V{migration.version:04d} {migration.description}")
+        if not applied:
+            out.print("schema is up to date")
+
+
+@kb_app.command("import")
+def kb_import(
+    directory: Annotated[Path, typer.Argument(help="An ACKB directory (docs/ackb-format.md).")],
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Validate an ACKB directory completely, then load it in one transaction."""
+    from kb.interchange import import_ackb
+
+    with opened_store() as store, handled_errors():
+        report = import_ackb(store, directory, settings().media_dir, progress=progress and sys.stderr.isatty())
+    table = Table("label / type", "created", "updated", "unchanged")
+    for name in report.created:
+        table.add_row(name, str(report.created[name]), str(report.updated[name]), str(report.unchanged[name]))
+    out.print(table)
+    out.print(f"media files copied: {report.media_copied}")
+
+
+@kb_app.command("export")
+def kb_export(
+    directory: Annotated[Path, typer.Argument(help="Where to write; must be absent or empty.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty directory.")] = False,
+) -> None:
+    """Write the whole ACKB in the interchange format."""
+    from kb.interchange import export_ackb
+
+    with opened_store() as store, handled_errors():
+        counts = export_ackb(store, directory, settings().media_dir, overwrite=overwrite, progress=sys.stderr.isatty())
+    out.print(f"exported {sum(counts.values())} rows to {directory}")
+
+
+@kb_app.command("stats")
+def kb_stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Node counts per label and relationship counts per type."""
+    from kb.stats import ackb_stats
+
+    with opened_store(read_only=True) as store, handled_errors():
+        stats = ackb_stats(store)
+    if as_json:
+        print(json.dumps(stats, indent=2))
+        return
+    table = Table("kind", "name", "count", title=f"ACKB on {stats['backend']} (schema V{stats['schema_version'] or 0:04d})")
+    for label, count in stats["nodes"].items():
+        table.add_row("node", label, str(count))
+    for type_, count in stats["relationships"].items():
+        table.add_row("relationship", type_, str(count))
+    out.print(table)
+
+
+@kb_app.command("demo")
+def kb_demo(
+    rebuild: Annotated[bool, typer.Option(help="Render the demo clips again even if a build exists.")] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Processes rendering clips.")] = 2,
+) -> None:
+    """Build the demo ACKB (real rendered clips, measured motion), migrate the store and import it."""
+    import shutil
+
+    from kb import migrate
+    from kb.demo.build import build_demo_ackb
+    from kb.interchange import import_ackb
+    from kb.stats import ackb_stats
+
+    config = settings()
+    demo_dir = config.data_dir / "demo-ackb"
+    if rebuild:
+        shutil.rmtree(demo_dir, ignore_errors=True)
+    out.print(f"demo ACKB: {demo_dir}")
+    build_demo_ackb(demo_dir, workers=workers, progress=sys.stderr.isatty())
+    with opened_store(migrated=False) as store, handled_errors():
+        for migration in migrate.migrate(store):
+            out.print(f"applied migration V{migration.version:04d} {migration.description}")
+        report = import_ackb(store, demo_dir, config.media_dir, progress=sys.stderr.isatty())
+        stats = ackb_stats(store)
+    created = sum(report.created.values())
+    out.print(f"imported: {created} new, {sum(report.updated.values())} updated, {sum(report.unchanged.values())} unchanged rows")
+    out.print(
+        f"the ACKB ({stats['backend']}, {config.ladybug_path if stats['backend'] == 'ladybug' else config.neo4j_uri}) holds "
+        f"{stats['total_nodes']} nodes and {stats['total_relationships']} relationships."
+    )
+    out.print(
+        "next:\n"
+        "  kdcvg kb stats\n"
+        "  kdcvg cypher \"MATCH (p:Product)-[:HAS_SELLING_POINT]->(s:SellingPoint) RETURN p.name, s.text LIMIT 10\"\n"
+        "  kdcvg cypher \"MATCH (c:CreativeClip)-[:HAS_MOTION]->(m:Motion) RETURN m.name, count(c) AS clips, "
+        "avg(c.motion_divergence) AS divergence ORDER BY m.name\"\n"
+        f"  kdcvg kb export /tmp/ackb-export      (clip videos are under {config.media_dir})",
+        highlight=False,
+    )
+
+
+@app.command("cypher")
+def cypher(
+    query: Annotated[Optional[str], typer.Argument(help="A read-only Cypher statement.")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read the statement from a file.")] = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="NAME=VALUE (VALUE parsed as JSON if it can be).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON objects.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds before the query is cancelled.")] = None,
+) -> None:
+    """Run an analyst's read-only Cypher query and print the result."""
+    from kb.readonly import check_read_only
+
+    if (query is None) == (file is None):
+        fail("give a query or --file, not both and not neither", 2)
+    if as_json and as_csv:
+        fail("choose one of --json and --csv", 2)
+    if file is not None:
+        if not file.is_file():
+            fail(f"no such file: {file}", 2)
+        query = file.read_text(encoding="utf-8")
+    assert query is not None
+    params: dict[str, Any] = {}
+    for item in param or []:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.isidentifier():
+            fail(f"--param {item!r}: expected NAME=VALUE", 2)
+        try:
+            params[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[name] = raw
+    with handled_errors():
+        check_read_only(query)
+    with opened_store(read_only=True) as store, handled_errors():
+        result = store.query(query, params, timeout_s=timeout or settings().query_timeout_s)
+    if as_json:
+        print(json.dumps([dict(zip(result.columns, row)) for row in result.rows], ensure_ascii=False, indent=2))
+    elif as_csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(result.columns)
+        for row in result.rows:
+            writer.writerow([json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v for v in row])
+    else:
+        table = Table(*result.columns)
+        for row in result.rows:
+            table.add_row(*(json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else str(v) for v in row))
+        out.print(table)
+        out.print(f"{len(result.rows)} row(s)")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The annotators' Streamlit app (issue 5; not built yet)."""
