@@ -104,3 +104,19 @@ def snapshot(store: GraphStore, media_dir: Path, tmp_path: Path) -> dict[str, by
     target = tmp_path / f"snapshot-{len(list(tmp_path.glob('snapshot-*')))}"
     export_ackb(store, target, media_dir)
     return {str(p.relative_to(target)): p.read_bytes() for p in sorted(target.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def reopen_read_only(store: GraphStore, request: pytest.FixtureRequest):  # noqa: ANN201
+    """A function closing the writable `store` (Ladybug allows one writer) and opening it read-only."""
+
+    def reopen() -> GraphStore:
+        if isinstance(store, LadybugStore):
+            store.close()
+            return LadybugStore(store.path, read_only=True)
+        from kb.neo4j_store import Neo4jStore
+
+        uri, user, password = request.getfixturevalue("neo4j_server")
+        return Neo4jStore(uri, user=user, password=password, read_only=True)
+
+    return reopen
