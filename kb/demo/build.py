@@ -369,7 +369,9 @@ def _read_manifest(out_dir: Path) -> dict[str, Any] | None:
 def existing_build_matches(out_dir: Path, content_fp: str) -> bool:
     """True when `out_dir` holds a complete demo build with this fingerprint and right checksums."""
     manifest = _read_manifest(out_dir)
-    if not manifest or manifest.get("format") != FORMAT or (manifest.get("demo") or {}).get("fingerprint") != content_fp:
+    if not manifest or manifest.get("format") != FORMAT:
+        return False
+    if (manifest.get("demo") or {}).get("fingerprint") != content_fp:
         return False
     try:
         files = [(out_dir / e["file"], e["sha256"]) for section in ("nodes", "relationships")
@@ -468,7 +470,8 @@ def build_demo_ackb(
         measured = render_all(plans, clip_dir, workers=workers, progress=progress)
         nodes, rels = build_rows(selected, plans, measured)
         tables = _write_tables(building, nodes, rels)
-        _write_manifest(building, tables, _media_entries(building, plans), selected, limit_clips_per_product, content_fp)
+        media = _media_entries(building, plans)
+        _write_manifest(building, tables, media, selected, limit_clips_per_product, content_fp)
         _swap_into_place(building, out_dir)
     finally:
         if building.exists():

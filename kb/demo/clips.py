@@ -249,11 +249,6 @@ def _darker(colour: Colour, factor: float = 0.55) -> Colour:
     return tuple(c * factor for c in colour)  # type: ignore[return-value]
 
 
-def _label_colour(colour: Colour) -> Colour:
-    """A label colour that contrasts with the product's body."""
-    return (35.0, 35.0, 40.0) if sum(colour) / 3 > 150 else (245.0, 245.0, 245.0)
-
-
 def _draw_toothbrush(layer: Layer, cx: int, cy: int, colour: Colour, accent: Colour) -> None:
     layer.paint(_ellipse((cx, cy + 150), (60, 18)), (200, 200, 205))
     layer.paint(_rounded_rect((cx - 24, cy - 60), (cx + 24, cy + 150), 22), colour)
@@ -431,12 +426,13 @@ def product_layer(product: Mapping[str, Any], selling_point: Mapping[str, Any] |
     cx, cy = PRODUCT_CENTRE
     layer = Layer()
     SHAPES[shape](layer, cx, cy, colour, accent)  # type: ignore[arg-type]
-    label_accent = accent if sum(accent) / 3 < 200 else _darker(colour, 0.8)
+    badge_colour = accent if sum(accent) / 3 < 200 else _darker(colour, 0.8)  # visible on a white badge
     if selling_point is not None:
-        _draw_cue(layer, str(selling_point.get("cue", "")), (cx + 125, cy - 140), label_accent)  # type: ignore[arg-type]
+        _draw_cue(layer, str(selling_point.get("cue", "")), (cx + 125, cy - 140), badge_colour)  # type: ignore[arg-type]
     brand = str(product.get("brand") or product.get("name", ""))
-    layer.paint(_rounded_rect((cx - 130, cy + 160), (cx + 130, cy + 208), 14), (25, 25, 30), shade=False, opacity=0.8)
-    layer.paint(_text(brand, (cx, cy + 184), 236), _label_colour((25, 25, 30)), shade=False)
+    banner = _rounded_rect((cx - 130, cy + 160), (cx + 130, cy + 208), 14)
+    layer.paint(banner, (25, 25, 30), shade=False, opacity=0.8)
+    layer.paint(_text(brand, (cx, cy + 184), 236), (245, 245, 245), shade=False)
     return layer.scaled(PRODUCT_SCALE)
 
 
