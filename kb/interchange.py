@@ -75,7 +75,8 @@ class _Problems(list):
             self.append(f"{where}: {what}")
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, as the manifest records it."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -93,15 +94,16 @@ def _read_manifest(directory: Path, problems: _Problems) -> dict[str, Any] | Non
         return None
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        problems.add(MANIFEST, f"not valid JSON: {exc}")
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, huge ints, deep nesting
+        problems.add(MANIFEST, f"not valid JSON: {str(exc)[:200] or type(exc).__name__}")
         return None
     if not isinstance(manifest, dict):
         problems.add(MANIFEST, "must be a JSON object")
         return None
     if manifest.get("format") != FORMAT:
         problems.add(f"{MANIFEST}:format", f"must be {FORMAT!r}, got {manifest.get('format')!r}")
-    if manifest.get("format_version") != FORMAT_VERSION:
+    version = manifest.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:  # not True, not 1.0
         problems.add(f"{MANIFEST}:format_version", f"this version reads format_version {FORMAT_VERSION}, got {manifest.get('format_version')!r}")
     for section, known in (("nodes", NODE_TYPES), ("relationships", REL_TYPES)):
         entries = manifest.get(section, {})
@@ -143,6 +145,9 @@ def _objects(lines: list[bytes], relative: str, problems: _Problems) -> Iterator
         except json.JSONDecodeError as exc:
             problems.add(where, f"malformed JSON: {exc.msg} at column {exc.colno}")
             continue
+        except (ValueError, RecursionError) as exc:  # integers over Python's digit limit, absurd nesting
+            problems.add(where, f"malformed JSON: {str(exc)[:200] or 'nested too deeply'}")
+            continue
         if not isinstance(value, dict):
             problems.add(where, f"expected a JSON object, got {type(value).__name__}")
             continue
@@ -150,9 +155,9 @@ def _objects(lines: list[bytes], relative: str, problems: _Problems) -> Iterator
 
 
 def _check_entry(directory: Path, entry: dict[str, Any], relative: str, rows: int, problems: _Problems) -> None:
-    if "count" in entry and entry["count"] != rows:
+    if "count" in entry and (type(entry["count"]) is not int or entry["count"] != rows):
         problems.add(f"{MANIFEST}:{relative}", f"manifest says {entry['count']!r} rows, the file has {rows}")
-    if "sha256" in entry and entry["sha256"] != _sha256(directory / relative):
+    if "sha256" in entry and entry["sha256"] != sha256_file(directory / relative):
         problems.add(f"{MANIFEST}:{relative}", "sha256 does not match the file's contents (was it edited after export?)")
 
 
@@ -276,28 +281,32 @@ def _plan_relationship(row: Row, stored: Row | None, now: str, timestamped: bool
     return None if _without_nulls(desired) == stored else desired
 
 
-def _copy_media(parsed: ParsedACKB, media_dir: Path) -> int:
-    """Copy the import's video files into the store's media folder; identical files are kept."""
-    copied = 0
+def _stage_media(parsed: ParsedACKB, media_dir: Path) -> list[tuple[Path, Path]]:
+    """Copy the import's new or changed video files next to their targets as hidden partial files.
+
+    Returns (partial, target) pairs; they replace the targets only after the graph write commits,
+    so a failed import leaves the media folder as it was. Identical files are not copied.
+    """
+    staged: list[tuple[Path, Path]] = []
     for relative in parsed.media_paths:
         source = parsed.directory / "media" / relative
         target = media_dir / relative
         if not source.is_file():
             continue  # validated: the file is already in the store's media folder
-        if target.is_file() and target.stat().st_size == source.stat().st_size and _sha256(target) == _sha256(source):
+        if target.is_file() and target.stat().st_size == source.stat().st_size and sha256_file(target) == sha256_file(source):
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial")
+        partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
         shutil.copyfile(source, partial)
-        os.replace(partial, target)
-        copied += 1
-    return copied
+        staged.append((partial, target))
+    return staged
 
 
 def import_ackb(store: GraphStore, directory: Path, media_dir: Path, *, progress: bool = False) -> ImportReport:
     """Validate `directory` completely, then write it to the store in one transaction."""
     parsed = read_ackb(Path(directory), store, Path(media_dir))
-    report = ImportReport(media_copied=_copy_media(parsed, Path(media_dir)))
+    staged = _stage_media(parsed, Path(media_dir))
+    report = ImportReport(media_copied=len(staged))
     total = sum(map(len, parsed.nodes.values())) + sum(map(len, parsed.relationships.values()))
     now = utc_now()
 
@@ -327,7 +336,14 @@ def import_ackb(store: GraphStore, directory: Path, media_dir: Path, *, progress
                 _count(report, type_, len(new), len(changed), len(rows))
                 bar.update(len(rows))
 
-    store.write(work)
+    try:
+        store.write(work)
+    except BaseException:
+        for partial, _ in staged:
+            partial.unlink(missing_ok=True)
+        raise
+    for partial, target in staged:
+        os.replace(partial, target)
     return report
 
 
@@ -337,8 +353,33 @@ def _count(report: ImportReport, name: str, created: int, updated: int, total: i
     report.unchanged[name] = total - created - updated
 
 
-def _json_line(row: Row) -> str:
+def json_line(row: Row) -> str:
+    """The format's canonical JSON line: sorted keys, no insignificant whitespace, UTF-8 kept."""
     return json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_ackb(directory: Path, nodes: dict[str, list[Row]], relationships: dict[str, list[Row]], *, extra: dict[str, Any] | None = None) -> dict[str, int]:
+    """Write rows (not from a store) as an ACKB directory: sorted, with counts and checksums.
+
+    `extra` adds informational top-level manifest keys (ignored on import). Returns rows per name.
+    """
+    directory = Path(directory)
+    manifest: dict[str, Any] = {**(extra or {}), "format": FORMAT, "format_version": FORMAT_VERSION, "nodes": {}, "relationships": {}}
+    counts: dict[str, int] = {}
+    for section, groups in (("nodes", nodes), ("relationships", relationships)):
+        (directory / section).mkdir(parents=True, exist_ok=True)
+        key = (lambda r: r["id"]) if section == "nodes" else (lambda r: (r["from"], r["to"]))
+        for name, rows in groups.items():
+            relative = f"{section}/{name}.jsonl"
+            (directory / relative).write_text("".join(json_line(r) + "\n" for r in sorted(rows, key=key)), encoding="utf-8")
+            manifest[section][name] = {"file": relative, "count": len(rows), "sha256": sha256_file(directory / relative)}
+            counts[name] = len(rows)
+    _write_manifest(directory, manifest)
+    return counts
 
 
 def export_ackb(store: GraphStore, directory: Path, media_dir: Path, *, overwrite: bool = False, progress: bool = False) -> dict[str, int]:
@@ -371,15 +412,15 @@ def export_ackb(store: GraphStore, directory: Path, media_dir: Path, *, overwrit
                     row = {"from": record["source"], "to": record["target"], **row}
                 elif row.get("video_path"):
                     media.append(row["video_path"])
-                handle.write(_json_line(row) + "\n")
-        manifest[section][name] = {"file": relative, "count": len(records), "sha256": _sha256(partial / relative)}
+                handle.write(json_line(row) + "\n")
+        manifest[section][name] = {"file": relative, "count": len(records), "sha256": sha256_file(partial / relative)}
         counts[name] = len(records)
     for relative in media:
         source = Path(media_dir) / relative
         if source.is_file():
             (partial / "media" / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, partial / "media" / relative)
-    (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    _write_manifest(partial, manifest)
     if directory.exists():
         shutil.rmtree(directory)
     os.replace(partial, directory)

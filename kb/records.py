@@ -20,7 +20,8 @@ MAX_NAME = 200
 MAX_TEXT = 10_000
 MAX_TAGS = 50
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 control characters
+INT64_MAX = 2**63 - 1  # both backends store integers as 64-bit
 
 
 def _no_control_characters(value: str) -> str:
@@ -78,7 +79,7 @@ class NodeRecord(Record):
     id: Id
     created_at: Timestamp | None = None
     updated_at: Timestamp | None = None
-    version: Annotated[int, Field(ge=1)] | None = None
+    version: Annotated[int, Field(ge=1, le=INT64_MAX)] | None = None
 
 
 class Category(NodeRecord):
@@ -102,9 +103,9 @@ class CreativeClip(NodeRecord):
     video_path: MediaPath | None = None
     duration_s: Annotated[Number, Field(ge=0)] | None = None
     fps: Annotated[Number, Field(gt=0)] | None = None
-    width: Annotated[int, Field(ge=1)] | None = None
-    height: Annotated[int, Field(ge=1)] | None = None
-    num_frames: Annotated[int, Field(ge=1)] | None = None
+    width: Annotated[int, Field(ge=1, le=INT64_MAX)] | None = None
+    height: Annotated[int, Field(ge=1, le=INT64_MAX)] | None = None
+    num_frames: Annotated[int, Field(ge=1, le=INT64_MAX)] | None = None
     motion_dx: Number | None = None
     motion_dy: Number | None = None
     motion_magnitude: Annotated[Number, Field(ge=0)] | None = None

@@ -9,7 +9,6 @@ on a stale version raises `ConflictError` and changes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import ValidationError
 

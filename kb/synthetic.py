@@ -6,30 +6,32 @@ selling points, clips that feature a product, illustrate its selling points and 
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
-from kb.interchange import FORMAT, FORMAT_VERSION, MANIFEST, _json_line, _sha256
+from kb.interchange import write_ackb
 from kb.schema import MOTION_DESCRIPTORS
 
 MOTION_NAMES = ("zoom_in", "zoom_out", "pan_left", "pan_right", "tilt_up", "tilt_down", "orbit", "shake", "static", "reveal")
 STAMP = "2026-01-01T00:00:00.000000Z"
 
 
-def synthetic_ackb(
-    directory: Path,
+Rows = dict[str, list[dict]]
+
+
+def synthetic_rows(
     *,
     products: int = 100,
     selling_points_per_product: int = 5,
     clips_per_product: int = 25,
     categories: int = 10,
+    second_illustrations: int = 0,
     seed: int = 0,
-) -> dict[str, int]:
-    """Write a synthetic ACKB to `directory`; returns rows per label/type.
+) -> tuple[Rows, Rows]:
+    """Node rows per label and relationship rows per type.
 
-    Nodes = categories + products·(1 + sp + clips) + motions; relationships = products·(1 + sp) +
-    3 per clip. products=2,500 with 5 + 25 gives ~80k nodes and ~240k relationships.
+    Nodes = categories + products·(1 + sp + clips) + 10 motions; relationships = products·(1 + sp)
+    + 3 per clip + `second_illustrations` (that many clips also illustrate a second selling point).
     """
     rng = random.Random(seed)
     audit = {"created_at": STAMP, "updated_at": STAMP, "version": 1}
@@ -62,16 +64,13 @@ def synthetic_ackb(
             rels["ILLUSTRATES"].append(
                 {"from": clip_id, "to": sp_ids[k % len(sp_ids)], "status": status, "score": round(rng.random(), 6), "updated_at": STAMP}
             )
-    directory = Path(directory)
-    manifest: dict = {"format": FORMAT, "format_version": FORMAT_VERSION, "nodes": {}, "relationships": {}}
-    counts = {}
-    for section, groups in (("nodes", nodes), ("relationships", rels)):
-        (directory / section).mkdir(parents=True, exist_ok=True)
-        for name, rows in groups.items():
-            relative = f"{section}/{name}.jsonl"
-            key = (lambda r: r["id"]) if section == "nodes" else (lambda r: (r["from"], r["to"]))
-            (directory / relative).write_text("".join(_json_line(r) + "\n" for r in sorted(rows, key=key)), encoding="utf-8")
-            manifest[section][name] = {"file": relative, "count": len(rows), "sha256": _sha256(directory / relative)}
-            counts[name] = len(rows)
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return counts
+            if len(sp_ids) > 1 and p * clips_per_product + k < second_illustrations:
+                second = sp_ids[(k + 1) % len(sp_ids)]
+                rels["ILLUSTRATES"].append({"from": clip_id, "to": second, "status": "proposed", "score": round(rng.random(), 6), "updated_at": STAMP})
+    return nodes, rels
+
+
+def synthetic_ackb(directory: Path, **sizes: int) -> dict[str, int]:
+    """Write a synthetic ACKB (sizes as in `synthetic_rows`) to `directory`; returns rows per label/type."""
+    nodes, rels = synthetic_rows(**sizes)
+    return write_ackb(directory, nodes, rels)

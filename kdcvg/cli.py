@@ -153,6 +153,8 @@ def kb_stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")
 def kb_demo(
     rebuild: Annotated[bool, typer.Option(help="Render the demo clips again even if a build exists.")] = False,
     workers: Annotated[int, typer.Option(min=1, help="Processes rendering clips.")] = 2,
+    products: Annotated[Optional[str], typer.Option(help="Only these products (comma-separated keys), for a quick look.")] = None,
+    clips_per_product: Annotated[Optional[int], typer.Option(min=1, max=25, help="Only the first N clips of each product.")] = None,
 ) -> None:
     """Build the demo ACKB (real rendered clips, measured motion), migrate the store and import it."""
     import shutil
@@ -167,26 +169,35 @@ def kb_demo(
     if rebuild:
         shutil.rmtree(demo_dir, ignore_errors=True)
     out.print(f"demo ACKB: {demo_dir}")
-    build_demo_ackb(demo_dir, workers=workers, progress=sys.stderr.isatty())
+    with handled_errors():
+        try:
+            build_demo_ackb(
+                demo_dir,
+                workers=workers,
+                progress=sys.stderr.isatty(),
+                products=products.split(",") if products else None,
+                limit_clips_per_product=clips_per_product,
+            )
+        except (KeyError, ValueError) as exc:
+            fail(f"cannot build the demo: {exc}", 2)
     with opened_store(migrated=False) as store, handled_errors():
         for migration in migrate.migrate(store):
             out.print(f"applied migration V{migration.version:04d} {migration.description}")
         report = import_ackb(store, demo_dir, config.media_dir, progress=sys.stderr.isatty())
         stats = ackb_stats(store)
     created = sum(report.created.values())
-    out.print(f"imported: {created} new, {sum(report.updated.values())} updated, {sum(report.unchanged.values())} unchanged rows")
-    out.print(
+    print(f"imported: {created} new, {sum(report.updated.values())} updated, {sum(report.unchanged.values())} unchanged rows")
+    print(
         f"the ACKB ({stats['backend']}, {config.ladybug_path if stats['backend'] == 'ladybug' else config.neo4j_uri}) holds "
         f"{stats['total_nodes']} nodes and {stats['total_relationships']} relationships."
     )
-    out.print(
-        "next:\n"
+    print(
+        "next (after `. .venv/bin/activate`):\n"
         "  kdcvg kb stats\n"
         "  kdcvg cypher \"MATCH (p:Product)-[:HAS_SELLING_POINT]->(s:SellingPoint) RETURN p.name, s.text LIMIT 10\"\n"
         "  kdcvg cypher \"MATCH (c:CreativeClip)-[:HAS_MOTION]->(m:Motion) RETURN m.name, count(c) AS clips, "
         "avg(c.motion_divergence) AS divergence ORDER BY m.name\"\n"
-        f"  kdcvg kb export /tmp/ackb-export      (clip videos are under {config.media_dir})",
-        highlight=False,
+        f"  kdcvg kb export /tmp/ackb-export      (clip videos are under {config.media_dir})"
     )
 
 

@@ -100,3 +100,18 @@ def test_bad_configuration_is_reported(env: dict[str, str], tmp_path: Path) -> N
     assert "NEO4J_URI" in result.stderr
     shown = json.loads(kdcvg(env, "config").stdout)
     assert shown["store_backend"] == "ladybug" and shown["data_dir"] == env["KDCVG_DATA"]
+
+
+def test_demo_command_builds_imports_and_is_idempotent(env: dict[str, str]) -> None:
+    args = ("kb", "demo", "--products", "aquasonic-electric-toothbrush,airbeat-wireless-earbuds", "--clips-per-product", "2")
+    first = kdcvg(env, *args)
+    assert "applied migration V0001" in first.stdout and "next" in first.stdout
+    stats = json.loads(kdcvg(env, "kb", "stats", "--json").stdout)
+    assert stats["nodes"]["Product"] == 2 and stats["nodes"]["CreativeClip"] == 4 and stats["nodes"]["SellingPoint"] == 10
+    assert stats["relationships"]["ILLUSTRATES"] == 4 and stats["relationships"]["HAS_MOTION"] == 4
+    videos = sorted((Path(env["KDCVG_DATA"]) / "media" / "clips").glob("*.mp4"))
+    assert len(videos) == 4 and all(v.stat().st_size > 1000 for v in videos)
+    second = kdcvg(env, *args)
+    assert "0 new, 0 updated" in second.stdout
+    bad = kdcvg(env, "kb", "demo", "--products", "flying-car", ok=False)
+    assert bad.returncode != 0 and "unknown demo product" in bad.stderr

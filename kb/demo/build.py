@@ -49,16 +49,14 @@ from kb.demo.spec import (
     TIMESTAMP,
     spec_data,
 )
+from kb.interchange import FORMAT, sha256_file, write_ackb
 from kb.motion import measure_motion
+from kb.schema import NODE_TYPES, REL_TYPES
 
-FORMAT = "ackb"
-FORMAT_VERSION = 1
 SOURCE = "kb.demo.build (KD-CVG demo ACKB generator)"
 MEDIA_DIR = "media"
 CLIP_DIR = "clips"
 
-NODE_LABELS: tuple[str, ...] = ("Category", "Product", "SellingPoint", "CreativeClip", "Motion")
-REL_TYPES: tuple[str, ...] = ("IN_CATEGORY", "HAS_SELLING_POINT", "ILLUSTRATES", "FEATURES", "HAS_MOTION")
 MIN_CAPTION_WORDS, MAX_CAPTION_WORDS = 6, 12
 MAX_TAGS = 6
 
@@ -265,7 +263,7 @@ def build_rows(products: Sequence[dict[str, Any]], plans: Sequence[ClipPlan],
                measured: dict[str, dict[str, Any]]) -> tuple[dict[str, list[Row]], dict[str, list[Row]]]:
     """Node rows by label and relationship rows by type, each sorted as the format requires."""
     category_keys = {p["category"] for p in products}
-    nodes: dict[str, list[Row]] = {label: [] for label in NODE_LABELS}
+    nodes: dict[str, list[Row]] = {label: [] for label in NODE_TYPES}
     rels: dict[str, list[Row]] = {type_: [] for type_ in REL_TYPES}
     for category in CATEGORIES:
         if category["key"] in category_keys:
@@ -298,20 +296,6 @@ def build_rows(products: Sequence[dict[str, Any]], plans: Sequence[ClipPlan],
     return nodes, rels
 
 
-def jsonl_bytes(rows: Iterable[Row]) -> bytes:
-    """The format's canonical JSON Lines: sorted keys, no whitespace, one row a line, final newline."""
-    lines = [json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False) for row in rows]
-    return "".join(line + "\n" for line in lines).encode("utf-8")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # --------------------------------------------------------------------------------------------
 # Writing the directory
 
@@ -324,38 +308,10 @@ def fingerprint(products: Sequence[dict[str, Any]], limit_clips_per_product: int
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()
 
 
-def _write_tables(root: Path, nodes: dict[str, list[Row]], rels: dict[str, list[Row]]) -> dict[str, Any]:
-    """Write nodes/*.jsonl and relationships/*.jsonl; returns the manifest's nodes/relationships."""
-    entries: dict[str, Any] = {"nodes": {}, "relationships": {}}
-    for section, tables in (("nodes", nodes), ("relationships", rels)):
-        (root / section).mkdir(parents=True, exist_ok=True)
-        for name, rows in tables.items():
-            relative = f"{section}/{name}.jsonl"
-            data = jsonl_bytes(rows)
-            (root / relative).write_bytes(data)
-            entries[section][name] = {"file": relative, "count": len(rows), "sha256": hashlib.sha256(data).hexdigest()}
-    return entries
-
-
 def _media_entries(root: Path, plans: Sequence[ClipPlan]) -> dict[str, Any]:
     media = root / MEDIA_DIR
     return {plan.video_path: {"bytes": (media / plan.video_path).stat().st_size,
                               "sha256": sha256_file(media / plan.video_path)} for plan in plans}
-
-
-def _write_manifest(root: Path, tables: dict[str, Any], media: dict[str, Any], products: Sequence[dict[str, Any]],
-                    limit: int | None, content_fp: str) -> None:
-    manifest = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "source": SOURCE,
-        "demo": {"fingerprint": content_fp, "products": [product_id(p["key"]) for p in products],
-                 "limit_clips_per_product": limit},
-        "media": media,  # informational: every media file (relative to media/) with size and checksum
-        **tables,
-    }
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
-                                        encoding="utf-8")
 
 
 def _read_manifest(out_dir: Path) -> dict[str, Any] | None:
@@ -469,9 +425,13 @@ def build_demo_ackb(
         clip_dir.mkdir(parents=True)
         measured = render_all(plans, clip_dir, workers=workers, progress=progress)
         nodes, rels = build_rows(selected, plans, measured)
-        tables = _write_tables(building, nodes, rels)
-        media = _media_entries(building, plans)
-        _write_manifest(building, tables, media, selected, limit_clips_per_product, content_fp)
+        extra = {
+            "source": SOURCE,
+            "demo": {"fingerprint": content_fp, "products": [product_id(p["key"]) for p in selected],
+                     "limit_clips_per_product": limit_clips_per_product},
+            "media": _media_entries(building, plans),  # informational: each media file's size and checksum
+        }
+        write_ackb(building, nodes, rels, extra=extra)
         _swap_into_place(building, out_dir)
     finally:
         if building.exists():
