@@ -8,6 +8,8 @@ from typing import Any
 
 def plain(value: Any) -> Any:
     """Nodes/relationships become property dicts (with `_label`/`_type`), temporals ISO strings."""
+    if value is None or isinstance(value, (str, int, float)):  # the common case, first
+        return value
     if isinstance(value, dict):
         if "_LABEL" in value and "_ID" in value:  # a Ladybug node or relationship
             kind = "_type" if "_SRC" in value else "_label"
