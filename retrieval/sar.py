@@ -1,0 +1,130 @@
+"""SarRetriever: a trained SarGAT over one graph, serving clip rankings for selling points.
+
+Scores are GAT cosine + `text_mix` × text cosine (selling-point text vs clip text, the same
+sentence embeddings the model reads); `text_mix=0` gives the pure GAT score. Message passing uses
+the approved ILLUSTRATES links of `message_selling_points` (None: every selling point).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch_geometric.data import HeteroData
+
+from retrieval.features import TextEncoder
+from retrieval.graph import AckbGraph
+from retrieval.hetero import CLIP, SP, to_heterodata
+from retrieval.model import SarGAT
+
+
+class SarRetriever:
+    """Embeddings and score matrices of a trained model on `graph`; embeds fresh selling-point texts."""
+
+    def __init__(
+        self,
+        model: SarGAT,
+        graph: AckbGraph,
+        features: dict[str, np.ndarray],
+        message_selling_points: set[str] | None = None,
+        *,
+        text_mix: float = 1.0,
+        encoder: TextEncoder | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.graph = graph
+        self.features = features
+        self.text_mix = text_mix
+        self._encoder = encoder
+        self.data: HeteroData = to_heterodata(graph, features, message_selling_points)
+        self._out: dict[str, np.ndarray] | None = None
+
+    @classmethod
+    def from_checkpoint(cls, path: Path, graph: AckbGraph, features: dict[str, np.ndarray], **kwargs) -> SarRetriever:
+        """Load a checkpoint (a version folder or a root with `latest`) and serve it on `graph`.
+
+        Uses the checkpoint's training selling points for message passing and its `text_mix`
+        unless given; note a graph other than the training one changes the embeddings.
+        """
+        from retrieval.checkpoint import load_checkpoint
+
+        model, config, meta = load_checkpoint(path)
+        train = meta.get("train_selling_points")
+        kwargs.setdefault("message_selling_points", set(train) if train is not None else None)
+        kwargs.setdefault("text_mix", config.text_mix)
+        return cls(model, graph, features, **kwargs)
+
+    @property
+    def encoder(self) -> TextEncoder:
+        if self._encoder is None:
+            self._encoder = TextEncoder()
+        return self._encoder
+
+    def _forward(self, data: HeteroData) -> dict[str, np.ndarray]:
+        with torch.no_grad():
+            return {t: v.numpy() for t, v in self.model(data).items()}
+
+    @property
+    def outputs(self) -> dict[str, np.ndarray]:
+        if self._out is None:
+            self._out = self._forward(self.data)
+        return self._out
+
+    def clip_embeddings(self) -> np.ndarray:
+        """(clips, d) L2-normalised clip embeddings in graph order."""
+        return self.outputs[CLIP]
+
+    def _sp_rows(self, sp_ids: list[str]) -> list[int]:
+        index = self.graph.index(SP)
+        unknown = [s for s in sp_ids if s not in index]
+        if unknown:
+            raise KeyError(f"unknown SellingPoint id(s): {', '.join(map(repr, unknown[:5]))}")
+        return [index[s] for s in sp_ids]
+
+    def selling_point_embeddings(self, sp_ids: list[str]) -> np.ndarray:
+        """(len(sp_ids), d) embeddings of known selling points; KeyError for an unknown id."""
+        return self.outputs[SP][self._sp_rows(sp_ids)]
+
+    def score_matrix(self, sp_ids: list[str]) -> np.ndarray:
+        """(len(sp_ids), clips): GAT cosine + text_mix × text cosine (higher is better)."""
+        rows = self._sp_rows(sp_ids)
+        scores = self.outputs[SP][rows] @ self.clip_embeddings().T
+        if self.text_mix:
+            scores = scores + self.text_mix * (self.features[SP][rows] @ self.features[CLIP].T)
+        return scores
+
+    def _fresh(self, text: str, product_id: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """(GAT embedding, text embedding) of a new selling point: a full forward with one node added."""
+        if not text or not text.strip():
+            raise ValueError("selling-point text is empty")
+        products = self.graph.index("Product")
+        if product_id is not None and product_id not in products:
+            raise KeyError(f"unknown Product id {product_id!r} (not in this graph of {len(products)} products)")
+        vector = self.encoder.encode([text.strip()])
+        data = self.data.__copy__()
+        n = self.data[SP].num_nodes
+        data[SP].x = torch.cat([self.data[SP].x, torch.from_numpy(vector)])
+        data[SP].num_nodes = n + 1
+        if product_id is not None:
+            edge = torch.tensor([[products[product_id]], [n]], dtype=torch.long)
+            key = ("Product", "HAS_SELLING_POINT", SP)
+            data[key].edge_index = torch.cat([self.data[key].edge_index, edge], dim=1)
+            data[SP, "rev_HAS_SELLING_POINT", "Product"].edge_index = data[key].edge_index.flip(0)
+        # at demo scale a full forward is cheap (tens of ms); a large graph would take the node's 2-hop subgraph
+        return self._forward(data)[SP][n], vector[0]
+
+    def embed_text(self, text: str, product_id: str | None = None) -> np.ndarray:
+        """(d,) embedding of a selling point typed in fresh, linked to `product_id` if given."""
+        return self._fresh(text, product_id)[0]
+
+    def score_text(self, text: str, product_id: str | None = None) -> np.ndarray:
+        """(clips,) scores of every clip for a fresh selling-point text (same mix as score_matrix)."""
+        embedding, vector = self._fresh(text, product_id)
+        return self.clip_embeddings() @ embedding + self.text_mix * (self.features[CLIP] @ vector)
+
+    def top_clips(self, scores: np.ndarray, k: int = 10) -> list[tuple[str, float]]:
+        """The k best (clip id, score) of one score row."""
+        ids = self.graph.ids(CLIP)
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [(ids[i], float(scores[i])) for i in order]

@@ -1,0 +1,132 @@
+"""SAR model on a small real demo ACKB: heterograph, training, held-out recall, RL, fresh texts, checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from kb.demo.build import build_demo_ackb
+from retrieval.checkpoint import load_checkpoint, save_checkpoint
+from retrieval.features import TextEncoder, build_features
+from retrieval.feedback import FeedbackConfig, refine_with_feedback
+from retrieval.graph import graph_from_directory, split_by_selling_point
+from retrieval.hetero import ILLUSTRATES, REV_ILLUSTRATES, to_heterodata
+from retrieval.sar import SarRetriever
+from retrieval.train import SarConfig, random_recall, retrieval_metrics, train_sar
+
+PRODUCTS = ["aquasonic-electric-toothbrush", "brightmint-whitening-toothpaste", "airbeat-wireless-earbuds", "studiomax-headphones"]
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    base = tmp_path_factory.mktemp("sar")
+    build_demo_ackb(base / "ackb", products=PRODUCTS, limit_clips_per_product=10, progress=False)
+    graph = graph_from_directory(base / "ackb")
+    encoder = TextEncoder()
+    features = build_features(graph, encoder, base / "features")
+    split = split_by_selling_point(graph, test_fraction=0.2, seed=0)
+    return {"graph": graph, "features": features, "split": split, "encoder": encoder, "base": base}
+
+
+@pytest.fixture(scope="session")
+def trained(demo: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    return train_sar(demo["graph"], demo["features"], demo["split"], SarConfig(epochs=60, seed=0), progress=False)
+
+
+def test_heterodata_counts_and_no_held_out_links(demo: dict[str, Any]) -> None:
+    graph, split = demo["graph"], demo["split"]
+    assert split.test, "the demo split must hold selling points out"
+    data = to_heterodata(graph, demo["features"], set(split.train))
+    for label, rows in graph.nodes.items():
+        assert data[label].num_nodes == len(rows)
+    assert data["CreativeClip"].x.shape[1] == 384 + demo["features"]["CreativeClip.visual"].shape[1]
+    sp_index = graph.index("SellingPoint")
+    held = {sp_index[s] for s in split.test}
+    targets = set(data[ILLUSTRATES].edge_index[1].tolist())
+    assert targets and not targets & held
+    assert not set(data[REV_ILLUSTRATES].edge_index[0].tolist()) & held
+    approved_train = sum(1 for r in graph.relationships["ILLUSTRATES"] if r["status"] == "approved" and r["to"] in set(split.train))
+    assert data[ILLUSTRATES].edge_index.shape[1] == approved_train
+
+
+def test_training_lowers_loss_and_is_deterministic(demo: dict[str, Any], trained: tuple[Any, dict[str, Any]]) -> None:
+    _, history = trained
+    assert len(history["loss"]) == 60
+    assert history["loss"][-1] < history["loss"][0]
+    short = SarConfig(epochs=3, seed=5)
+    a = train_sar(demo["graph"], demo["features"], demo["split"], short, progress=False)[1]["loss"]
+    b = train_sar(demo["graph"], demo["features"], demo["split"], short, progress=False)[1]["loss"]
+    assert a == b
+
+
+def test_held_out_recall_beats_random(demo: dict[str, Any], trained: tuple[Any, dict[str, Any]]) -> None:
+    graph, split = demo["graph"], demo["split"]
+    retriever = SarRetriever(trained[0], graph, demo["features"], set(split.train), text_mix=0.0)  # the GAT alone
+    scores = retriever.score_matrix(split.test)
+    assert scores.shape == (len(split.test), len(graph.nodes["CreativeClip"]))
+    # Recall@10 computed inline: share of each held-out selling point's approved clips in its top 10
+    approved = graph.judgements("approved")
+    clip_ids = graph.ids("CreativeClip")
+    recalls = []
+    for row, sp in zip(scores, split.test):
+        top = {clip_ids[i] for i in np.argsort(-row)[:10]}
+        recalls.append(len(top & approved[sp]) / len(approved[sp]))
+    recall = float(np.mean(recalls))
+    assert recall == pytest.approx(retrieval_metrics(graph, scores, split.test)["recall@10"])
+    assert recall > random_recall(graph, split.test, 10) + 0.2, recall
+
+
+def test_feedback_stage_reports_reward(demo: dict[str, Any], trained: tuple[Any, dict[str, Any]]) -> None:
+    model, _ = trained
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    refined, history = refine_with_feedback(model, demo["graph"], demo["features"], demo["split"], FeedbackConfig(epochs=3), progress=False)
+    assert len(history["mean_reward"]) == 3 and all(np.isfinite(history["mean_reward"]))
+    assert refined is not model
+    assert all((before[k] == v).all() for k, v in model.state_dict().items()), "the input model must be left as it was"
+    retriever = SarRetriever(refined, demo["graph"], demo["features"], set(demo["split"].train))
+    assert np.isfinite(retriever.score_matrix(demo["split"].test)).all()
+
+
+def test_fresh_selling_point_ranks_its_product_clips(demo: dict[str, Any], trained: tuple[Any, dict[str, Any]]) -> None:
+    graph = demo["graph"]
+    retriever = SarRetriever(trained[0], graph, demo["features"], set(demo["split"].train), encoder=demo["encoder"])
+    product = "prod-airbeat-wireless-earbuds"
+    embedding = retriever.embed_text("Crystal clear sound for music on the go", product)
+    assert embedding.shape == (retriever.clip_embeddings().shape[1],)
+    assert np.linalg.norm(embedding) == pytest.approx(1.0, abs=1e-4)
+    top5 = retriever.top_clips(retriever.clip_embeddings() @ embedding, k=5)
+    assert sum(graph.product_of_clip[clip] == product for clip, _ in top5) >= 3, top5
+    assert retriever.score_text("Crystal clear sound", None).shape == (len(graph.nodes["CreativeClip"]),)
+
+
+def test_bad_input_errors(demo: dict[str, Any], trained: tuple[Any, dict[str, Any]], tmp_path: Path) -> None:
+    retriever = SarRetriever(trained[0], demo["graph"], demo["features"], set(demo["split"].train), encoder=demo["encoder"])
+    with pytest.raises(ValueError, match="empty"):
+        retriever.embed_text("   ", "prod-airbeat-wireless-earbuds")
+    with pytest.raises(KeyError, match="prod-nope"):
+        retriever.embed_text("Loud bass", "prod-nope")
+    with pytest.raises(KeyError, match="sp-nope"):
+        retriever.score_matrix(["sp-nope"])
+    with pytest.raises(FileNotFoundError, match="missing-ckpt"):
+        load_checkpoint(tmp_path / "missing-ckpt")
+    (tmp_path / "broken" / "v0001").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="incomplete checkpoint"):
+        load_checkpoint(tmp_path / "broken" / "v0001")
+
+
+def test_save_load_round_trip(demo: dict[str, Any], trained: tuple[Any, dict[str, Any]], tmp_path: Path) -> None:
+    model, history = trained
+    graph, split, features = demo["graph"], demo["split"], demo["features"]
+    config = SarConfig(epochs=60, seed=0)
+    first = save_checkpoint(tmp_path, model, config, graph.content_hash, {"loss": history["loss"][-1]}, train_selling_points=split.train)
+    second = save_checkpoint(tmp_path, model, config, graph.content_hash, {"loss": history["loss"][-1]}, train_selling_points=split.train)
+    assert (first.name, second.name) == ("v0001", "v0002")
+    assert (tmp_path / "latest").read_text().strip() == "v0002"
+    _, loaded_config, meta = load_checkpoint(tmp_path)
+    assert loaded_config == config and meta["data_hash"] == graph.content_hash and meta["metrics"]["loss"] == history["loss"][-1]
+    original = SarRetriever(model, graph, features, set(split.train)).score_matrix(split.test)
+    restored = SarRetriever.from_checkpoint(first, graph, features).score_matrix(split.test)
+    np.testing.assert_array_equal(original, restored)
