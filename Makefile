@@ -1,5 +1,6 @@
 # Two commands set everything up on a fresh machine (see README):
-#   make demo   create .venv, install, migrate the embedded store, build and load the demo ACKB
+#   make demo   create .venv, install, migrate the embedded store, build and load the demo ACKB,
+#               train the SAR retriever on it
 #   make test   create .venv, install, run the whole test suite
 # Both are idempotent: the venv is reinstalled only when pyproject.toml changes.
 
@@ -19,6 +20,7 @@ install: $(INSTALLED)
 
 demo: $(INSTALLED)
 	$(BIN)/kdcvg kb demo
+	$(BIN)/kdcvg retrieval train --if-changed
 
 # pytest exits 5 when it collected no test: that is a failure of the suite, not a pass.
 test: $(INSTALLED)

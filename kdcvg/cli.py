@@ -9,68 +9,18 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from kdcvg.config import ConfigError, Settings, load_settings
+from kdcvg.cli_common import fail, handled_errors, opened_store, out, settings
+from kdcvg.cli_retrieval import retrieval_app, retrieve
 
 app = typer.Typer(help="KD-CVG: knowledge-driven creative video generation.", no_args_is_help=True, add_completion=False)
 kb_app = typer.Typer(help="The Advertising Creative Knowledge Base (ACKB).", no_args_is_help=True)
 app.add_typer(kb_app, name="kb")
-err = Console(stderr=True)
-out = Console()
-
-
-def fail(message: str, code: int = 1) -> None:
-    """Print `error: message` to stderr and exit."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def handled_errors() -> Iterator[None]:
-    """Our errors become one readable line; programming errors keep their traceback."""
-    from kb.interchange import ImportValidationError
-    from kb.migrate import MigrationError
-    from kb.repository import RecordValidationError
-    from kb.store import StoreError
-
-    try:
-        yield
-    except ImportValidationError as exc:
-        fail(str(exc), 2)
-    except (ConfigError, MigrationError, RecordValidationError, StoreError, FileExistsError, FileNotFoundError) as exc:
-        fail(str(exc))
-
-
-def settings() -> Settings:
-    with handled_errors():
-        return load_settings()
-    raise AssertionError("unreachable")
-
-
-@contextmanager
-def opened_store(read_only: bool = False, *, migrated: bool = True) -> Iterator[Any]:
-    """The configured store; with `migrated`, refuses a store whose schema is not up to date."""
-    from kb import migrate
-    from kb.store import open_store
-
-    config = settings()
-    with handled_errors():
-        with open_store(config, read_only=read_only) as store:
-            if migrated and not read_only:
-                pending = [s for s in migrate.status(store) if s.state != "applied"]
-                if pending:
-                    fail(f"the store's schema is not up to date ({len(pending)} migration(s) not applied): run `kdcvg kb migrate`")
-            yield store
-
-
 @app.command("config")
 def show_config() -> None:
     """Print the effective settings (password hidden)."""
@@ -248,6 +198,10 @@ def cypher(
             table.add_row(*(json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else str(v) for v in row))
         out.print(table)
         out.print(f"{len(result.rows)} row(s)")
+
+
+app.add_typer(retrieval_app, name="retrieval")
+app.command("retrieve")(retrieve)
 
 
 def main() -> None:

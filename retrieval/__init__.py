@@ -1,1 +1,6 @@
-"""SAR: semantic-aware retrieval over the ACKB (issue 3; not built yet)."""
+"""SAR: semantic-aware retrieval of creative clips for selling points over the ACKB (issue 3)."""
+
+import warnings
+
+# torch-geometric still calls torch.jit.script at import; the deprecation notice is noise for our users.
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from kb.timestamps import utc_now
 from retrieval.model import SarGAT
 from retrieval.train import SarConfig
 
@@ -50,7 +50,7 @@ def save_checkpoint(
     meta = {
         "version": name,
         "data_hash": data_hash,
-        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "created_at": utc_now(),
         "train_selling_points": train_selling_points,
         **(extra or {}),
     }

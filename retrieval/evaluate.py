@@ -116,6 +116,24 @@ def evaluate_directory(
     `cache_dir` when given. Raises NothingToEvaluateError before any encoding when the split holds
     no test selling point with an approved clip.
     """
+    return evaluate_graph(
+        graph_from_directory(Path(directory)), extra_rankers, test_fraction, seed, cache_dir, ks=ks, encoder=encoder, source=str(directory)
+    )
+
+
+def evaluate_graph(
+    graph: AckbGraph,
+    extra_rankers: Mapping[str, Ranker] | None = None,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    cache_dir: Path | None = None,
+    *,
+    ks: Sequence[int] = DEFAULT_KS,
+    encoder: TextEncoder | None = None,
+    source: str = "the graph",
+) -> list[dict[str, Any]]:
+    """As `evaluate_directory`, for a graph already in memory (e.g. read from the store)."""
+    directory = source
     rankers: dict[str, Ranker] = baseline_rankers(seed=seed)
     for name, ranker in (extra_rankers or {}).items():
         if name in rankers:
@@ -123,7 +141,6 @@ def evaluate_directory(
         if not callable(ranker):
             raise TypeError(f"extra ranker {name!r} is not callable: {type(ranker).__name__}")
         rankers[name] = ranker
-    graph = graph_from_directory(Path(directory))
     split = split_by_selling_point(graph, test_fraction=test_fraction, seed=seed)
     if not any(relevant_clips(graph, split.test)):
         approved = sum(len(v) for v in graph.judgements("approved").values())

@@ -42,6 +42,9 @@ class TextEncoder:
     def _model(self):  # noqa: ANN202 - sentence_transformers is imported lazily (slow import)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # no "Loading weights" bar on every command
 
         return SentenceTransformer(str(self.model_path), device="cpu", local_files_only=True)
 

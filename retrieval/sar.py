@@ -128,3 +128,21 @@ class SarRetriever:
         ids = self.graph.ids(CLIP)
         order = np.argsort(-scores, kind="stable")[:k]
         return [(ids[i], float(scores[i])) for i in order]
+
+    def index_vectors(self) -> np.ndarray:
+        """(clips, 2d) vectors for an ANN index: [GAT embedding, text embedding] per clip.
+
+        Every row has norm √2, so cosine ranking over them equals ranking by
+        `query_vector(...) · row` = the same score as `score_text` / `score_matrix`.
+        """
+        return np.concatenate([self.clip_embeddings(), self.features[CLIP]], axis=1).astype(np.float32)
+
+    def query_vector(self, text: str, product_id: str | None = None) -> np.ndarray:
+        """(2d,) query for `index_vectors`: [GAT embedding, text_mix × text embedding] of a fresh text."""
+        embedding, vector = self._fresh(text, product_id)
+        return np.concatenate([embedding, self.text_mix * vector]).astype(np.float32)
+
+    def selling_point_query_vector(self, sp_id: str) -> np.ndarray:
+        """(2d,) query for `index_vectors` of a selling point already in the graph."""
+        row = self._sp_rows([sp_id])[0]
+        return np.concatenate([self.outputs[SP][row], self.text_mix * self.features[SP][row]]).astype(np.float32)

@@ -185,34 +185,12 @@ def _train_sar(graph: AckbGraph, features: dict[str, np.ndarray], split: Split, 
     return model, history
 
 
-def text_cosine_scores(graph: AckbGraph, features: dict[str, np.ndarray], sp_ids: list[str]) -> np.ndarray:
-    """Baseline: (len(sp_ids), clips) cosine between selling-point text and clip text embeddings."""
-    index = graph.index(SP)
-    return features[SP][[index[s] for s in sp_ids]] @ features[CLIP].T
+def held_out_metrics(graph: AckbGraph, scores: np.ndarray, sp_ids: list[str]) -> dict[str, float]:
+    """Recall@1/5/10, NDCG@10 and MRR of `scores` against the approved clips of `sp_ids`."""
+    from retrieval.evaluate import relevant_clips
+    from retrieval.metrics import ranking_metrics
 
-
-def retrieval_metrics(graph: AckbGraph, scores: np.ndarray, sp_ids: list[str], ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
-    """Mean Recall@k (share of a selling point's approved clips in its top k) and MRR (first approved clip).
-
-    Selling points without approved clips are skipped; `n` says how many counted.
-    """
-    clip_index = graph.index(CLIP)
-    approved = graph.judgements("approved")
-    recalls = {k: [] for k in ks}
-    reciprocal = []
-    for row, sp in zip(scores, sp_ids):
-        relevant = {clip_index[c] for c in approved.get(sp, ())}
-        if not relevant:
-            continue
-        order = np.argsort(-row, kind="stable")
-        for k in ks:
-            recalls[k].append(len(relevant & set(order[:k].tolist())) / len(relevant))
-        rank = next(i for i, c in enumerate(order.tolist()) if c in relevant)
-        reciprocal.append(1.0 / (rank + 1))
-    result = {f"recall@{k}": float(np.mean(v)) if v else 0.0 for k, v in recalls.items()}
-    result["mrr"] = float(np.mean(reciprocal)) if reciprocal else 0.0
-    result["n"] = len(reciprocal)
-    return result
+    return ranking_metrics(scores, relevant_clips(graph, sp_ids))
 
 
 def random_recall(graph: AckbGraph, sp_ids: list[str], k: int) -> float:

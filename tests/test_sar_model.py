@@ -15,7 +15,7 @@ from retrieval.feedback import FeedbackConfig, refine_with_feedback
 from retrieval.graph import graph_from_directory, split_by_selling_point
 from retrieval.hetero import ILLUSTRATES, REV_ILLUSTRATES, to_heterodata
 from retrieval.sar import SarRetriever
-from retrieval.train import SarConfig, random_recall, retrieval_metrics, train_sar
+from retrieval.train import SarConfig, held_out_metrics, random_recall, train_sar
 
 PRODUCTS = ["aquasonic-electric-toothbrush", "brightmint-whitening-toothpaste", "airbeat-wireless-earbuds", "studiomax-headphones"]
 
@@ -75,7 +75,7 @@ def test_held_out_recall_beats_random(demo: dict[str, Any], trained: tuple[Any, 
         top = {clip_ids[i] for i in np.argsort(-row)[:10]}
         recalls.append(len(top & approved[sp]) / len(approved[sp]))
     recall = float(np.mean(recalls))
-    assert recall == pytest.approx(retrieval_metrics(graph, scores, split.test)["recall@10"])
+    assert recall == pytest.approx(held_out_metrics(graph, scores, split.test)["Recall@10"])
     assert recall > random_recall(graph, split.test, 10) + 0.2, recall
 
 

@@ -1,0 +1,226 @@
+"""`kdcvg retrieval train|feedback|eval` and `kdcvg retrieve`: SAR from the command line.
+
+`retrieval_app` and `retrieve` are registered on the main app by kdcvg.cli. Each command reads the ACKB from the configured store
+(read-only), builds or reuses cached features, and keeps checkpoints under `<data>/models/sar`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from kdcvg.cli_common import fail, opened_store, out, settings
+
+retrieval_app = typer.Typer(help="SAR: semantic-aware retrieval of clips for selling points.", no_args_is_help=True)
+
+
+@contextmanager
+def retrieval_errors() -> Iterator[None]:
+    """Bad input and missing checkpoints become one clear line (exit 2)."""
+    from retrieval.evaluate import NothingToEvaluateError
+
+    try:
+        yield
+    except NothingToEvaluateError as exc:
+        fail(str(exc), 2)
+    except KeyError as exc:
+        fail(str(exc.args[0]) if exc.args else "unknown id", 2)
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc), 2)
+
+
+def _checkpoint_root() -> Path:
+    return settings().models_dir / "sar"
+
+
+def _graph_and_features() -> tuple[Any, dict]:
+    """The whole ACKB from the store and its (cached) features."""
+    from retrieval.features import TextEncoder, build_features
+    from retrieval.graph import graph_from_store
+
+    config = settings()
+    with opened_store(read_only=True) as store:
+        graph = graph_from_store(store, config.media_dir)
+    with retrieval_errors():
+        features = build_features(graph, TextEncoder(config.text_encoder_path), config.cache_dir)
+    return graph, features
+
+
+def _latest_meta() -> dict | None:
+    """Meta (with config) of the latest checkpoint, or None when there is none."""
+    from retrieval.checkpoint import load_checkpoint
+
+    if not (_checkpoint_root() / "latest").is_file():
+        return None
+    _, config, meta = load_checkpoint(_checkpoint_root())
+    return {**meta, "config": config.to_dict()}
+
+
+def _save_with_index(model: Any, config: Any, graph: Any, features: dict, metrics: dict, train: list[str], extra: dict | None = None) -> Path:
+    """Save a checkpoint version and the ANN index of its serving clip vectors inside it."""
+    from retrieval.checkpoint import save_checkpoint
+    from retrieval.index import ClipIndex
+    from retrieval.sar import SarRetriever
+
+    path = save_checkpoint(_checkpoint_root(), model, config, graph.content_hash, metrics, train_selling_points=train, extra=extra)
+    serving = SarRetriever(model, graph, features, None, text_mix=config.text_mix)  # every approved link passes messages
+    ClipIndex.build(graph.ids("CreativeClip"), serving.index_vectors()).save(path / "index")
+    return path
+
+
+def _print_metrics(title: str, metrics: dict[str, float]) -> None:
+    shown = {k: v for k, v in metrics.items() if k.startswith(("Recall", "NDCG", "MRR"))}
+    out.print(title + ": " + ", ".join(f"{k} {v:.3f}" for k, v in shown.items()), highlight=False)
+
+
+@retrieval_app.command("train")
+def train(
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs (default: SarConfig's).")] = None,
+    test_fraction: Annotated[float, typer.Option(min=0.01, max=0.9, help="Share of selling points held out.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed for the split and the model.")] = 0,
+    if_changed: Annotated[bool, typer.Option("--if-changed", help="Skip if the latest checkpoint has this data and config.")] = False,
+) -> None:
+    """Train the heterogeneous GAT on the ACKB and save a versioned checkpoint with its index."""
+    from retrieval.graph import split_by_selling_point
+    from retrieval.sar import SarRetriever
+    from retrieval.train import SarConfig, held_out_metrics, train_sar
+
+    graph, features = _graph_and_features()
+    config = SarConfig(seed=seed, test_fraction=test_fraction, **({"epochs": epochs} if epochs else {}))
+    if if_changed and (latest := _latest_meta()) is not None:
+        if latest.get("data_hash") == graph.content_hash and latest.get("config") == config.to_dict():
+            out.print(f"checkpoint {latest['path']} was trained on this ACKB with this config: nothing to do")
+            return
+    with retrieval_errors():
+        split = split_by_selling_point(graph, test_fraction=test_fraction, seed=seed)
+        if not split.test:
+            raise ValueError("no selling point can be held out: the ACKB needs products with two or more selling points with approved clips")
+        model, history = train_sar(graph, features, split, config, progress=sys.stderr.isatty())
+        scores = SarRetriever(model, graph, features, set(split.train), text_mix=config.text_mix).score_matrix(split.test)
+        metrics = {**held_out_metrics(graph, scores, split.test), "final_loss": history["loss"][-1], "train_seconds": history["seconds"]}
+        path = _save_with_index(model, config, graph, features, metrics, split.train)
+    out.print(f"trained {config.epochs} epochs in {history['seconds']:.1f} s, loss {history['loss'][0]:.3f} -> {history['loss'][-1]:.3f}")
+    _print_metrics(f"held-out ({len(split.test)} selling points)", metrics)
+    out.print(f"checkpoint: {path}")
+
+
+@retrieval_app.command("feedback")
+def feedback(
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="REINFORCE epochs (default: FeedbackConfig's).")] = None,
+) -> None:
+    """Refine the latest checkpoint with REINFORCE on alignment, motion and annotators' judgements."""
+    from retrieval.checkpoint import load_checkpoint
+    from retrieval.feedback import FeedbackConfig, refine_with_feedback
+    from retrieval.graph import Split
+    from retrieval.sar import SarRetriever
+    from retrieval.train import held_out_metrics
+
+    graph, features = _graph_and_features()
+    with retrieval_errors():
+        model, config, meta = load_checkpoint(_checkpoint_root())
+        if meta.get("data_hash") != graph.content_hash:
+            out.print("note: the ACKB changed since this checkpoint was trained; new judgements are used as rewards")
+        train_ids = [sp for sp in meta.get("train_selling_points") or graph.ids("SellingPoint") if sp in graph.index("SellingPoint")]
+        split = Split(train_ids, [sp for sp in graph.ids("SellingPoint") if sp not in set(train_ids)])
+        feedback_config = FeedbackConfig(text_mix=config.text_mix, **({"epochs": epochs} if epochs else {}))
+        refined, history = refine_with_feedback(model, graph, features, split, feedback_config, progress=sys.stderr.isatty())
+        metrics: dict[str, Any] = {"mean_reward": history["mean_reward"], "feedback_seconds": history["seconds"]}
+        if split.test:
+            scores = SarRetriever(refined, graph, features, set(split.train), text_mix=config.text_mix).score_matrix(split.test)
+            metrics.update(held_out_metrics(graph, scores, split.test))
+        path = _save_with_index(refined, config, graph, features, metrics, split.train, extra={"stage": "feedback", "parent": meta.get("version")})
+    rewards = history["mean_reward"]
+    out.print(f"REINFORCE {len(rewards)} epochs: mean reward {rewards[0]:.3f} -> {rewards[-1]:.3f}")
+    if split.test:
+        _print_metrics(f"held-out ({len(split.test)} selling points)", metrics)
+    out.print(f"checkpoint: {path}")
+
+
+@retrieval_app.command("eval")
+def evaluate(
+    ackb: Annotated[Optional[Path], typer.Option(help="Evaluate this ACKB directory instead of the store.")] = None,
+    test_fraction: Annotated[float, typer.Option(min=0.01, max=0.9)] = 0.2,
+    seed: Annotated[int, typer.Option()] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON.")] = False,
+) -> None:
+    """Recall@1/5/10, NDCG@10, MRR on held-out selling points: baselines, GAT, GAT+RL."""
+    from retrieval.evaluate import evaluate_directory, evaluate_graph, format_table
+    from retrieval.features import TextEncoder
+    from retrieval.graph import graph_from_store
+    from retrieval.rankers import learned_rankers
+
+    config = settings()
+    encoder = TextEncoder(config.text_encoder_path)
+    with retrieval_errors():
+        if ackb is not None:
+            if not ackb.is_dir():
+                raise FileNotFoundError(f"{ackb} is not a directory")
+            rows = evaluate_directory(ackb, learned_rankers(), test_fraction, seed, config.cache_dir, encoder=encoder)
+        else:
+            with opened_store(read_only=True) as store:
+                graph = graph_from_store(store, config.media_dir)
+            rows = evaluate_graph(graph, learned_rankers(), test_fraction, seed, config.cache_dir, encoder=encoder, source="the store")
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_table(rows))
+
+
+def _table(results: list[Any]) -> Table:
+    table = Table("rank", "clip", "score", "motion", "product", "caption", "why")
+    for rank, clip in enumerate(results, start=1):
+        table.add_row(str(rank), clip.clip_id, f"{clip.score:.3f}", clip.motion or "", clip.product or "", clip.caption, "; ".join(clip.explanation))
+    return table
+
+
+def retrieve(
+    text: Annotated[Optional[str], typer.Argument(help="A selling point, e.g. 'leak-proof lid'.")] = None,
+    product: Annotated[Optional[str], typer.Option(help="Product id the selling point belongs to.")] = None,
+    selling_point: Annotated[Optional[str], typer.Option("--selling-point", help="A selling point id already in the ACKB (instead of TEXT).")] = None,
+    k: Annotated[int, typer.Option("-k", help="How many clips (1-100).")] = 5,
+    category: Annotated[Optional[str], typer.Option(help="Only clips of products in this category id.")] = None,
+    motion: Annotated[Optional[str], typer.Option(help="Only clips with this motion id.")] = None,
+    approved_only: Annotated[bool, typer.Option("--approved-only", help="Only clips annotators approved for some selling point.")] = False,
+    only_product: Annotated[bool, typer.Option("--only-product", help="Only clips featuring --product.")] = False,
+    propose: Annotated[bool, typer.Option("--propose", help="Write results as proposed ILLUSTRATES links of --selling-point.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Rank the clips that best illustrate a selling point, with scores and evidence."""
+    from dataclasses import asdict
+
+    from retrieval.api import load_sar, retrieve_for_selling_point
+    from retrieval.api import retrieve as retrieve_text
+    from retrieval.service import ClipFilter, propose_links
+
+    if (text is None) == (selling_point is None):
+        fail("give a selling-point TEXT or --selling-point ID (one of them)", 2)
+    if propose and selling_point is None:
+        fail("--propose needs --selling-point: proposals are links to a selling point in the ACKB", 2)
+    if only_product and product is None:
+        fail("--only-product needs --product", 2)
+    clip_filter = ClipFilter(product=product if only_product else None, category=category, motion=motion, approved_only=approved_only)
+    with retrieval_errors():
+        loaded = load_sar(settings())
+        if selling_point is not None:
+            results = retrieve_for_selling_point(selling_point, k=k, clip_filter=clip_filter, loaded=loaded)
+        else:
+            assert text is not None
+            results = retrieve_text(text, product=product, k=k, clip_filter=clip_filter, loaded=loaded)
+    written = None
+    if propose:
+        assert selling_point is not None
+        with opened_store() as store:
+            written = propose_links(store, selling_point, results)
+    if as_json:
+        print(json.dumps({"checkpoint": loaded.meta.get("path"), "results": [asdict(r) for r in results], "proposed": written}, indent=2, ensure_ascii=False))
+        return
+    out.print(_table(results))
+    if written is not None:
+        out.print(f"proposed {written} new ILLUSTRATES link(s) for {selling_point} (existing judgements kept)")

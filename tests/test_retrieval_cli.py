@@ -1,0 +1,108 @@
+"""SAR as users run it: train, retrieve (fresh text and known selling point), propose, feedback, eval."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PRODUCTS = "aquasonic-electric-toothbrush,thermopeak-insulated-bottle,airbeat-wireless-earbuds"
+
+
+def kdcvg(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([sys.executable, "-m", "kdcvg.cli", *args], env=env, capture_output=True, text=True, timeout=600)
+    if ok:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A small demo ACKB (3 products, 10 clips each) in a fresh data dir, with a trained checkpoint."""
+    root = tmp_path_factory.mktemp("sar-cli")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEO4J_", "KDCVG_"))}
+    env.update(KDCVG_DATA=str(root / "data"), XDG_CONFIG_HOME=str(root / "config"))
+    missing = kdcvg(env, "retrieve", "anything", ok=False)
+    assert missing.returncode != 0 and ("kdcvg kb migrate" in missing.stderr or "retrieval train" in missing.stderr)
+    kdcvg(env, "kb", "demo", "--products", PRODUCTS, "--clips-per-product", "10")
+    no_checkpoint = kdcvg(env, "retrieve", "anything", ok=False)
+    assert no_checkpoint.returncode == 2 and "kdcvg retrieval train" in no_checkpoint.stderr
+    result = kdcvg(env, "retrieval", "train", "--epochs", "20")
+    assert "held-out" in result.stdout and "checkpoint:" in result.stdout
+    assert (root / "data" / "models" / "sar" / "v0001" / "index").is_dir()
+    return env
+
+
+def test_train_if_changed_is_idempotent(trained: dict[str, str]) -> None:
+    result = kdcvg(trained, "retrieval", "train", "--epochs", "20", "--if-changed")
+    assert "nothing to do" in result.stdout
+    assert not (Path(trained["KDCVG_DATA"]) / "models" / "sar" / "v0002").exists()
+
+
+def test_fresh_text_ranks_its_products_clips_first(trained: dict[str, str]) -> None:
+    result = kdcvg(trained, "retrieve", "drinks stay ice cold all day", "--product", "prod-thermopeak-insulated-bottle", "-k", "5", "--json")
+    payload = json.loads(result.stdout)
+    clips = payload["results"]
+    assert len(clips) == 5 and payload["checkpoint"].endswith("v0001")
+    assert sum(c["product"] == "prod-thermopeak-insulated-bottle" for c in clips) >= 3
+    assert all(c["explanation"] for c in clips) and clips[0]["score"] >= clips[-1]["score"]
+
+
+def test_filters_restrict_results(trained: dict[str, str]) -> None:
+    result = kdcvg(trained, "retrieve", "noise cancelling", "--category", "cat-audio", "--approved-only", "-k", "4", "--json")
+    clips = json.loads(result.stdout)["results"]
+    assert clips and all(c["product"] == "prod-airbeat-wireless-earbuds" for c in clips)
+    only = kdcvg(trained, "retrieve", "battery", "--product", "prod-aquasonic-electric-toothbrush", "--only-product", "--json")
+    assert {c["product"] for c in json.loads(only.stdout)["results"]} == {"prod-aquasonic-electric-toothbrush"}
+
+
+def test_known_selling_point_and_proposals(trained: dict[str, str]) -> None:
+    sp = json.loads(kdcvg(trained, "cypher", "MATCH (s:SellingPoint) RETURN s.id AS id ORDER BY id LIMIT 1", "--json").stdout)[0]["id"]
+    count = f"MATCH (:CreativeClip)-[r:ILLUSTRATES]->(:SellingPoint {{id: '{sp}'}}) RETURN r.status AS status, count(*) AS n ORDER BY status"
+    before = json.loads(kdcvg(trained, "cypher", count, "--json").stdout)
+    result = json.loads(kdcvg(trained, "retrieve", "--selling-point", sp, "-k", "8", "--propose", "--json").stdout)
+    after = json.loads(kdcvg(trained, "cypher", count, "--json").stdout)
+    proposed_before = sum(r["n"] for r in before if r["status"] == "proposed")
+    proposed_after = sum(r["n"] for r in after if r["status"] == "proposed")
+    assert proposed_after - proposed_before == result["proposed"] > 0
+    assert [r for r in after if r["status"] != "proposed"] == [r for r in before if r["status"] != "proposed"]  # judgements kept
+    again = json.loads(kdcvg(trained, "retrieve", "--selling-point", sp, "-k", "8", "--propose", "--json").stdout)
+    assert again["proposed"] == 0
+
+
+def test_feedback_makes_a_new_version_and_eval_prints_all_methods(trained: dict[str, str]) -> None:
+    result = kdcvg(trained, "retrieval", "feedback", "--epochs", "2")
+    assert "mean reward" in result.stdout and "v0002" in result.stdout
+    rows = json.loads(kdcvg(trained, "retrieval", "eval", "--json").stdout)
+    assert [r["method"] for r in rows] == ["random", "popularity", "bm25", "sentence-cosine", "GAT", "GAT+text", "GAT+RL", "GAT+RL+text"]
+    assert all(0 <= r["Recall@10"] <= 1 for r in rows)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["retrieve", "lid", "--product", "prod-nope"], "prod-nope"),
+        (["retrieve", "   "], "empty"),
+        (["retrieve", "lid", "-k", "0"], "k must be between 1 and 100"),
+        (["retrieve", "lid", "-k", "1000"], "k must be between 1 and 100"),
+        (["retrieve", "lid", "--motion", "motion-moonwalk"], "motion-moonwalk"),
+        (["retrieve", "--selling-point", "sp-nope"], "sp-nope"),
+        (["retrieve"], "one of them"),
+        (["retrieve", "lid", "--propose"], "--propose needs --selling-point"),
+        (["retrieval", "eval", "--ackb", "/nonexistent"], "not a directory"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(trained: dict[str, str], args: list[str], message: str) -> None:
+    # in-process (typer's runner) to spare a torch start-up per case; the same code paths as the command
+    from typer.testing import CliRunner
+
+    from kdcvg.cli import app
+
+    result = CliRunner().invoke(app, args, env={"KDCVG_DATA": trained["KDCVG_DATA"], "XDG_CONFIG_HOME": trained["XDG_CONFIG_HOME"]})
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
