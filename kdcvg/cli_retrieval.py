@@ -42,6 +42,7 @@ def _checkpoint_root() -> Path:
 
 def _graph_and_features() -> tuple[Any, dict]:
     """The whole ACKB from the store and its (cached) features."""
+    from retrieval.clip_image import clip_encoder_from_settings
     from retrieval.features import TextEncoder, build_features
     from retrieval.graph import graph_from_store
 
@@ -49,7 +50,7 @@ def _graph_and_features() -> tuple[Any, dict]:
     with opened_store(read_only=True) as store:
         graph = graph_from_store(store, config.media_dir)
     with retrieval_errors():
-        features = build_features(graph, TextEncoder(config.text_encoder_path), config.cache_dir)
+        features = build_features(graph, TextEncoder(config.text_encoder_path), config.cache_dir, clip_encoder_from_settings(config))
     return graph, features
 
 

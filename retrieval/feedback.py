@@ -2,8 +2,12 @@
 
 Policy: softmax(score / temperature) over the current model's top-K clips of each TRAIN selling
 point (score = GAT cosine + text_mix × text cosine, as served). Reward of choosing clip c:
-w_align·cos(text(sp), text(c)) + w_motion·(share of the category's approved clips with c's Motion)
-+ w_judge·(+1 approved / −1 rejected / 0 otherwise, ILLUSTRATES c→sp). Baseline: the reward of the
+w_align·alignment(sp, c) + w_motion·(share of the category's approved clips with c's Motion)
++ w_judge·(+1 approved / −1 rejected / 0 otherwise, ILLUSTRATES c→sp). alignment is
+cos(text(sp), text(c)); when the features hold CLIP embeddings (`SellingPoint.clip_text` and
+`CreativeClip.clip_image`, see retrieval.features) it is the mean of that text cosine and the CLIP
+image-text cosine cos(clip_text(sp), clip_image(c)) — for clips with a video; a clip without one
+(zero image embedding) keeps the text cosine alone. Baseline: the reward of the
 greedy (top) choice — self-critical. Judgements are read from the graph on every call, so ratings
 recorded since the last run shape the next one.
 """
@@ -71,9 +75,19 @@ def motion_suitability(graph: AckbGraph) -> np.ndarray:
     return result
 
 
+def alignment_matrix(features: dict[str, np.ndarray]) -> np.ndarray:
+    """(selling points, clips): text cosine, averaged with the CLIP image-text cosine when available."""
+    align = features[SP] @ features[CLIP].T
+    clip_text, clip_image = features.get(f"{SP}.clip_text"), features.get(f"{CLIP}.clip_image")
+    if clip_text is None or clip_image is None:
+        return align
+    has_image = np.linalg.norm(clip_image, axis=1) > 0  # clips without a video have a zero row
+    return np.where(has_image[None, :], 0.5 * (align + clip_text @ clip_image.T), align)
+
+
 def reward_matrix(graph: AckbGraph, features: dict[str, np.ndarray], config: FeedbackConfig) -> np.ndarray:
     """(selling points, clips) reward of retrieving each clip for each selling point."""
-    align = features[SP] @ features[CLIP].T
+    align = alignment_matrix(features)
     return (config.w_align * align + config.w_motion * motion_suitability(graph)[None, :] + config.w_judge * judgement_matrix(graph)).astype(np.float32)
 
 

@@ -38,6 +38,14 @@ class SarRetriever:
         self.text_mix = text_mix
         self._encoder = encoder
         self.data: HeteroData = to_heterodata(graph, features, message_selling_points)
+        expected = model.spec["in_dims"]
+        found = {label: int(self.data[label].x.shape[1]) for label in expected}
+        if found != expected:
+            changed = ", ".join(f"{label} {expected[label]} -> {found[label]}" for label in expected if found[label] != expected[label])
+            raise ValueError(
+                f"this checkpoint was trained on other node features ({changed} inputs; e.g. open_clip features "
+                "switched on or off since): retrain with `kdcvg retrieval train`"
+            )
         self._out: dict[str, np.ndarray] | None = None
 
     @classmethod

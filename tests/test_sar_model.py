@@ -130,3 +130,11 @@ def test_save_load_round_trip(demo: dict[str, Any], trained: tuple[Any, dict[str
     original = SarRetriever(model, graph, features, set(split.train)).score_matrix(split.test)
     restored = SarRetriever.from_checkpoint(first, graph, features).score_matrix(split.test)
     np.testing.assert_array_equal(original, restored)
+
+
+def test_checkpoint_on_features_of_another_shape_is_refused(demo: dict[str, Any], trained: tuple[Any, dict[str, Any]]) -> None:
+    graph, features = demo["graph"], dict(demo["features"])
+    clips = len(graph.nodes["CreativeClip"])
+    features["CreativeClip.visual"] = np.concatenate([features["CreativeClip.visual"], np.zeros((clips, 32), np.float32)], axis=1)
+    with pytest.raises(ValueError, match=r"CreativeClip 397 -> 429 inputs.*kdcvg retrieval train"):
+        SarRetriever(trained[0], graph, features)
