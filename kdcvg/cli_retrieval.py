@@ -110,6 +110,7 @@ def train(
     out.print(f"trained {config.epochs} epochs in {history['seconds']:.1f} s, loss {history['loss'][0]:.3f} -> {history['loss'][-1]:.3f}")
     _print_metrics(f"held-out ({len(split.test)} selling points)", metrics)
     out.print(f"checkpoint: {path}")
+    print('next: kdcvg retrieve "keeps drinks cold all day" -k 5   (add --product ID, --json; see --help)')
 
 
 @retrieval_app.command("feedback")
