@@ -1,0 +1,125 @@
+"""Load a local text-to-video diffusion backbone (diffusers layout), offline, with clear errors.
+
+Why: MKR injects a motion prior into the *initial noise* of whatever backbone is configured, so the
+rest of `generation` needs to know the backbone's family (which components it has, how its latents
+are laid out) and must fail with one readable message when a checkpoint folder is incomplete,
+never with a hub download attempt or a stack trace from deep inside `from_pretrained`.
+
+A family is one `BackboneFamily` entry in `FAMILIES`, keyed by the `_class_name` of
+`model_index.json`. Only AnimateDiff is registered and tested today; a transformer family
+(CogVideoX / LTX-Video / Wan) is one more entry with its own components and latent layout
+(they use (B, F, C, h, w) latents and a VAE with temporal compression, which
+`generation.motion_prior.encode_reference` must then handle).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import DiffusionPipeline
+
+
+class BackboneError(ValueError):
+    """The backbone folder cannot be loaded: missing, incomplete, or of an unknown family."""
+
+
+@dataclass(frozen=True)
+class BackboneFamily:
+    """What generation needs to know about one pipeline family."""
+
+    name: str
+    pipeline_class: str  # `_class_name` in model_index.json
+    components: tuple[str, ...]  # sub-folders that must exist
+    latent_layout: str  # "BCFHW" (UNet video models) or "BFCHW" (video transformers)
+    temporal_compression: int = 1  # frames per latent frame (1: per-frame image VAE)
+
+
+FAMILIES: dict[str, BackboneFamily] = {
+    "AnimateDiffPipeline": BackboneFamily(
+        name="animatediff",
+        pipeline_class="AnimateDiffPipeline",
+        components=("unet", "motion_adapter", "vae", "text_encoder", "tokenizer", "scheduler"),
+        latent_layout="BCFHW",
+    ),
+    # Next entry (not tested yet), e.g.:
+    # "CogVideoXPipeline": BackboneFamily("cogvideox", "CogVideoXPipeline",
+    #     ("transformer", "vae", "text_encoder", "tokenizer", "scheduler"), "BFCHW", 4),
+}
+
+
+def detect_family(model_dir: str | Path) -> BackboneFamily:
+    """Read `model_index.json` and return the registered family, checking its component folders."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise BackboneError(f"backbone folder {model_dir} does not exist or is not a directory")
+    index_path = model_dir / "model_index.json"
+    if not index_path.is_file():
+        raise BackboneError(f"{model_dir}: no model_index.json (not a diffusers pipeline folder)")
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise BackboneError(f"{index_path}: unreadable model_index.json ({error})") from error
+    class_name = index.get("_class_name")
+    family = FAMILIES.get(class_name)
+    if family is None:
+        raise BackboneError(
+            f"{model_dir}: unknown pipeline class {class_name!r}; supported: {', '.join(sorted(FAMILIES))}"
+        )
+    missing = [name for name in family.components if not (model_dir / name).is_dir()]
+    if missing:
+        raise BackboneError(
+            f"{model_dir}: {family.pipeline_class} needs component folder(s) that are missing: "
+            + ", ".join(missing)
+        )
+    return family
+
+
+def load_backbone(
+    model_dir: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    cpu_offload: bool = False,
+) -> DiffusionPipeline:
+    """Load the pipeline offline (float32 on CPU, fp16 + SDPA on CUDA), optionally with model CPU offload."""
+    model_dir = Path(model_dir)
+    family = detect_family(model_dir)
+    device = torch.device(device)
+    if dtype is None:
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
+    try:
+        pipe = DiffusionPipeline.from_pretrained(model_dir, local_files_only=True, dtype=dtype)
+    except (OSError, ValueError, EnvironmentError) as error:
+        raise BackboneError(f"{model_dir}: cannot load {family.pipeline_class} ({error})") from error
+    if type(pipe).__name__ != family.pipeline_class:
+        raise BackboneError(f"{model_dir}: loaded {type(pipe).__name__}, expected {family.pipeline_class}")
+    if device.type == "cuda":
+        _use_sdpa(pipe)
+    if cpu_offload:
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.kdcvg_family = family  # read by generation.pipeline / motion_prior
+    return pipe
+
+
+def _use_sdpa(pipe: DiffusionPipeline) -> None:
+    """Set PyTorch scaled-dot-product attention on every denoiser (diffusers' default; made explicit)."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    for name in ("unet", "transformer"):
+        model = getattr(pipe, name, None)
+        if model is not None and hasattr(model, "set_attn_processor"):
+            model.set_attn_processor(AttnProcessor2_0())
+
+
+def backbone_family(pipe: DiffusionPipeline) -> BackboneFamily:
+    """The family of a pipeline (set by `load_backbone`, else looked up from its class name)."""
+    family = getattr(pipe, "kdcvg_family", None) or FAMILIES.get(type(pipe).__name__)
+    if family is None:
+        raise BackboneError(f"unsupported pipeline class {type(pipe).__name__}")
+    return family

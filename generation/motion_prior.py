@@ -1,0 +1,178 @@
+"""MKR motion prior, training-free: a retrieved reference clip injected into the initial noise.
+
+Why: the paper's motion prior (b) mixes the reference clip's latents into the initial noise so the
+generated video inherits the reference's *coarse* motion (layout and its drift over time live in
+the low spatio-temporal frequencies), while the high frequencies stay fresh noise for the
+prompt to shape. Two variants:
+
+- `spectral_mix` follows FreeInit (Wu et al. 2023, "FreeInit: Bridging Initialization Gap in Video
+  Diffusion Models"): 3-D FFT over (frames, height, width), low frequencies from the reference,
+  high frequencies from the noise.
+- `noise_prior` follows the "noise prior" of MotionDirector (Zhao et al. 2023): latents =
+  √β·z_ref_noised + √(1−β)·ε, with z_ref forward-noised to the first timestep.
+
+Flow: `read_reference` (mp4 -> (F, 3, H, W) in [-1, 1]) -> `encode_reference` (pipeline VAE ->
+latents in the pipeline's layout; compute once per clip and backbone and reuse) -> a mixer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils.torch_utils import randn_tensor
+
+from generation.backbones import backbone_family
+
+
+class MotionPriorError(ValueError):
+    """The reference cannot be used: unreadable video, bad shapes, or strength out of range."""
+
+
+def read_reference(video_path: str | Path, num_frames: int, height: int, width: int) -> torch.Tensor:
+    """Decode a clip, sample `num_frames` evenly over time, resize + centre-crop to (height, width); [-1, 1]."""
+    path = Path(video_path)
+    if num_frames < 1 or height < 1 or width < 1:
+        raise MotionPriorError(f"num_frames, height and width must be positive, got {num_frames}, {height}, {width}")
+    if not path.is_file():
+        raise MotionPriorError(f"reference video {path} does not exist")
+    capture = cv2.VideoCapture(str(path))
+    frames: list[np.ndarray] = []
+    try:
+        while capture.isOpened():
+            ok, frame = capture.read()
+            if not ok:
+                break
+            frames.append(frame)
+    finally:
+        capture.release()
+    if not frames:
+        raise MotionPriorError(f"reference video {path} is not a readable video (no frames decoded)")
+    indices = np.linspace(0, len(frames) - 1, num_frames).round().astype(int)
+    picked = [_resize_crop(cv2.cvtColor(frames[i], cv2.COLOR_BGR2RGB), height, width) for i in indices]
+    video = torch.from_numpy(np.stack(picked)).permute(0, 3, 1, 2).float()
+    return video / 127.5 - 1.0
+
+
+def _resize_crop(frame: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Scale so the frame covers (height, width), then crop the centre."""
+    h, w = frame.shape[:2]
+    scale = max(height / h, width / w)
+    new_h, new_w = max(height, round(h * scale)), max(width, round(w * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    resized = cv2.resize(frame, (new_w, new_h), interpolation=interpolation)
+    top, left = (new_h - height) // 2, (new_w - width) // 2
+    return resized[top : top + height, left : left + width]
+
+
+@torch.no_grad()
+def encode_reference(pipe: DiffusionPipeline, frames: torch.Tensor, chunk: int = 8) -> torch.Tensor:
+    """Encode (F, 3, H, W) frames with the pipeline's VAE (posterior mean × scaling_factor), in its latent layout."""
+    family = backbone_family(pipe)
+    if frames.ndim != 4 or frames.shape[1] != 3:
+        raise MotionPriorError(f"reference frames must be (F, 3, H, W), got {tuple(frames.shape)}")
+    if family.temporal_compression != 1:
+        raise MotionPriorError(f"{family.name}: VAEs with temporal compression are not supported yet")
+    vae = pipe.vae
+    device = getattr(pipe, "_execution_device", None) or vae.device
+    parts = []
+    for start in range(0, frames.shape[0], chunk):
+        batch = frames[start : start + chunk].to(device=device, dtype=vae.dtype)
+        parts.append(vae.encode(batch).latent_dist.mean)
+    latents = torch.cat(parts) * vae.config.scaling_factor  # (F, C, h, w)
+    if family.latent_layout == "BCFHW":
+        return latents.permute(1, 0, 2, 3).unsqueeze(0)  # (1, C, F, h, w)
+    return latents.unsqueeze(0)  # (1, F, C, h, w)
+
+
+def _check(noise: torch.Tensor, reference_latents: torch.Tensor, strength: float) -> None:
+    """Validate strength and that the reference broadcasts onto the noise."""
+    if not 0.0 <= float(strength) <= 1.0:
+        raise MotionPriorError(f"motion strength must be in [0, 1], got {strength}")
+    if reference_latents.shape[1:] != noise.shape[1:] or reference_latents.shape[0] not in (1, noise.shape[0]):
+        raise MotionPriorError(
+            f"reference latents {tuple(reference_latents.shape)} do not match noise {tuple(noise.shape)}"
+        )
+
+
+def low_pass_mask(shape: tuple[int, int, int], cutoff: float = 0.25, kind: str = "gaussian") -> torch.Tensor:
+    """FreeInit's 3-D low-pass filter over (F, h, w) in unshifted FFT order; frequencies normalised to [-1, 1)."""
+    axes = [2.0 * torch.fft.fftfreq(n, dtype=torch.float64) for n in shape]
+    grid = torch.meshgrid(*axes, indexing="ij")
+    distance_sq = sum(g**2 for g in grid)
+    if kind == "gaussian":
+        return torch.exp(-distance_sq / (2.0 * cutoff**2))
+    if kind == "box":
+        return (distance_sq <= cutoff**2).to(torch.float64)
+    raise MotionPriorError(f"unknown low-pass kind {kind!r} (gaussian or box)")
+
+
+def _frame_axes(layout: str) -> tuple[int, int, int]:
+    """Dims of (F, h, w) for a latent layout."""
+    return (2, 3, 4) if layout == "BCFHW" else (1, 3, 4)
+
+
+def spectral_mix(
+    noise: torch.Tensor,
+    reference_latents: torch.Tensor,
+    strength: float,
+    cutoff: float = 0.25,
+    *,
+    kind: str = "gaussian",
+    layout: str = "BCFHW",
+) -> torch.Tensor:
+    """FreeInit-style (Wu et al. 2023) mix: reference low frequencies + noise high frequencies, unit variance.
+
+    The reference is first scaled to unit RMS, so the mix does not depend on the VAE's latent scale;
+    `strength` scales the low-pass mask (0: `noise` itself is returned, bit for bit; 1: inside the
+    pass band the spectrum is the reference's); the result is rescaled to the noise's standard
+    deviation (one global factor) so the scheduler still sees unit-variance initial latents.
+    """
+    _check(noise, reference_latents, strength)
+    if strength == 0:
+        return noise
+    dims = _frame_axes(layout)
+    work = torch.float64
+    ref = reference_latents.to(device=noise.device, dtype=work)
+    ref = ref / ref.pow(2).mean().sqrt().clamp_min(1e-12)
+    mask_shape = tuple(noise.shape[d] for d in dims)
+    mask = strength * low_pass_mask(mask_shape, cutoff, kind).to(noise.device)
+    view = [1] * noise.ndim
+    for d, n in zip(dims, mask_shape):
+        view[d] = n
+    mask = mask.reshape(view)
+    noise_freq = torch.fft.fftn(noise.to(work), dim=dims)
+    ref_freq = torch.fft.fftn(ref.expand_as(noise), dim=dims)
+    mixed = torch.fft.ifftn(noise_freq * (1.0 - mask) + ref_freq * mask, dim=dims).real
+    mixed = mixed * (noise.to(work).std() / mixed.std().clamp_min(1e-12))
+    return mixed.to(noise.dtype)
+
+
+def noise_prior(
+    noise: torch.Tensor,
+    reference_latents: torch.Tensor,
+    strength: float,
+    timestep_alpha: float,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """MotionDirector "noise prior" (Zhao et al. 2023): √β·z_ref_noised + √(1−β)·ε, β = `strength`.
+
+    z_ref_noised = √ᾱ·z_ref + √(1−ᾱ)·ε' is the (unit-RMS) reference forward-noised to the first
+    timestep (ᾱ = `timestep_alpha`, the scheduler's alphas_cumprod there), with ε' drawn from
+    `generator`; ε is `noise`. Both terms have unit variance, so the result does too.
+    """
+    _check(noise, reference_latents, strength)
+    if not 0.0 <= float(timestep_alpha) <= 1.0:
+        raise MotionPriorError(f"timestep_alpha must be in [0, 1], got {timestep_alpha}")
+    if strength == 0:
+        return noise
+    ref = reference_latents.to(device=noise.device, dtype=noise.dtype).expand_as(noise)
+    ref = ref / ref.pow(2).mean().sqrt().clamp_min(1e-12)
+    fresh = randn_tensor(noise.shape, generator=generator, device=noise.device, dtype=noise.dtype)
+    alpha = float(timestep_alpha)
+    z_ref_noised = alpha**0.5 * ref + (1.0 - alpha) ** 0.5 * fresh
+    return strength**0.5 * z_ref_noised + (1.0 - strength) ** 0.5 * noise
