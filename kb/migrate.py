@@ -153,3 +153,15 @@ def migrate(store: GraphStore, directory: Path = MIGRATIONS_DIR) -> list[Migrati
             raise MigrationError(f"{migration.path.name} failed: {exc}") from exc
         applied.append(migration)
     return applied
+
+
+def ensure_up_to_date(store: GraphStore, directory: Path = MIGRATIONS_DIR) -> None:
+    """Raise MigrationError telling the user to migrate unless every migration is applied."""
+    from kb.store import StoreError
+
+    try:
+        pending = [s for s in status(store, directory) if s.state != "applied"]
+    except StoreError:  # read-only and never migrated: not even the bookkeeping table exists
+        pending = discover(store.dialect, directory)  # type: ignore[assignment]
+    if pending:
+        raise MigrationError(f"the store's schema is not up to date ({len(pending)} migration(s) not applied): run `kdcvg kb migrate`")

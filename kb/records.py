@@ -7,6 +7,7 @@ with `kb.schema`.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Annotated, Any, Literal
@@ -19,6 +20,7 @@ MAX_ID = 200
 MAX_NAME = 200
 MAX_TEXT = 10_000
 MAX_TAGS = 50
+MAX_JSON = 20_000  # characters of a JSON-object property (generation parameters, timings)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 control characters
 INT64_MAX = 2**63 - 1  # both backends store integers as 64-bit
@@ -55,12 +57,23 @@ def _finite(value: float) -> float:
     return value
 
 
+def _json_object(value: str) -> str:
+    try:
+        parsed = json.loads(value)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"must be a JSON object encoded as a string: {str(exc)[:200]}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"must be a JSON object encoded as a string, got a JSON {type(parsed).__name__}")
+    return value
+
+
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID), AfterValidator(_not_blank), AfterValidator(_no_control_characters)]
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME), AfterValidator(_not_blank), AfterValidator(_no_control_characters)]
 Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT), AfterValidator(_not_blank)]
 Timestamp = Annotated[str, AfterValidator(_timestamp)]
 MediaPath = Annotated[str, Field(max_length=500), AfterValidator(_no_control_characters), AfterValidator(_media_path)]
 Number = Annotated[float, AfterValidator(_finite)]
+JsonObject = Annotated[str, Field(min_length=2, max_length=MAX_JSON), AfterValidator(_json_object)]
 
 
 class Record(BaseModel):
@@ -119,6 +132,18 @@ class Motion(NodeRecord):
     description: Text | None = None
 
 
+class GeneratedVideo(NodeRecord):
+    """Provenance of one generated video: what made it, from which prompt, seed and settings."""
+
+    video_path: MediaPath
+    model_id: Name
+    prompt: Text
+    negative_prompt: Text | None = None
+    seed: Annotated[int, Field(ge=0, le=INT64_MAX)]
+    parameters: JsonObject
+    timings: JsonObject | None = None
+
+
 class RelationshipRecord(Record):
     """Fields every relationship row has: the ids of its two ends."""
 
@@ -149,12 +174,21 @@ class HasMotion(RelationshipRecord):
     pass
 
 
+class Referenced(RelationshipRecord):
+    rank: Annotated[int, Field(ge=1, le=INT64_MAX)]
+
+
+class GeneratedFor(RelationshipRecord):
+    pass
+
+
 NODE_RECORDS: dict[str, type[NodeRecord]] = {
     "Category": Category,
     "Product": Product,
     "SellingPoint": SellingPoint,
     "CreativeClip": CreativeClip,
     "Motion": Motion,
+    "GeneratedVideo": GeneratedVideo,
 }
 
 REL_RECORDS: dict[str, type[RelationshipRecord]] = {
@@ -163,4 +197,6 @@ REL_RECORDS: dict[str, type[RelationshipRecord]] = {
     "ILLUSTRATES": Illustrates,
     "FEATURES": Features,
     "HAS_MOTION": HasMotion,
+    "REFERENCED": Referenced,
+    "GENERATED_FOR": GeneratedFor,
 }

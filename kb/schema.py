@@ -75,6 +75,18 @@ NODE_TYPES: dict[str, NodeType] = {
             },
         ),
         NodeType("Motion", {"name": "STRING", "description": "STRING"}),
+        NodeType(
+            "GeneratedVideo",  # provenance of one generated video (migration V0002)
+            {
+                "video_path": "STRING",  # relative to the data dir's media/ folder, e.g. generated/gv-1.mp4
+                "model_id": "STRING",
+                "prompt": "STRING",
+                "negative_prompt": "STRING",
+                "seed": "INT64",
+                "parameters": "STRING",  # a JSON object: frames, size, steps, guidance, motion_strength...
+                "timings": "STRING",  # a JSON object: seconds per stage
+            },
+        ),
     )
 }
 
@@ -91,6 +103,10 @@ REL_TYPES: dict[str, RelType] = {
         ),
         RelType("FEATURES", "CreativeClip", "Product"),
         RelType("HAS_MOTION", "CreativeClip", "Motion"),
+        RelType("REFERENCED", "GeneratedVideo", "CreativeClip", {"rank": "INT64"}),  # rank 1 = best reference
+        # D5 names this `FOR`, but FOR is a reserved word in Ladybug's Cypher parser and every
+        # schema-driven query writes types unquoted, so the stored type is GENERATED_FOR.
+        RelType("GENERATED_FOR", "GeneratedVideo", "SellingPoint"),
     )
 }
 

@@ -10,7 +10,7 @@ import random
 from pathlib import Path
 
 from kb.interchange import write_ackb
-from kb.schema import MOTION_DESCRIPTORS
+from kb.schema import MOTION_DESCRIPTORS, NODE_TYPES, REL_TYPES
 
 MOTION_NAMES = ("zoom_in", "zoom_out", "pan_left", "pan_right", "tilt_up", "tilt_down", "orbit", "shake", "static", "reveal")
 STAMP = "2026-01-01T00:00:00.000000Z"
@@ -35,8 +35,9 @@ def synthetic_rows(
     """
     rng = random.Random(seed)
     audit = {"created_at": STAMP, "updated_at": STAMP, "version": 1}
-    nodes: dict[str, list[dict]] = {"Category": [], "Product": [], "SellingPoint": [], "CreativeClip": [], "Motion": []}
-    rels: dict[str, list[dict]] = {"IN_CATEGORY": [], "HAS_SELLING_POINT": [], "ILLUSTRATES": [], "FEATURES": [], "HAS_MOTION": []}
+    # every schema label and type, empty ones included, so files match an export of the same data
+    nodes: dict[str, list[dict]] = {label: [] for label in NODE_TYPES}
+    rels: dict[str, list[dict]] = {type_: [] for type_ in REL_TYPES}
     for c in range(categories):
         nodes["Category"].append({"id": f"cat-{c:04d}", "name": f"Category {c}", **audit})
     for name in MOTION_NAMES:

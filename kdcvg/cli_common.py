@@ -52,10 +52,8 @@ def opened_store(read_only: bool = False, *, migrated: bool = True) -> Iterator[
     config = settings()
     with handled_errors():
         with open_store(config, read_only=read_only) as store:
-            if migrated and not read_only:
-                pending = [s for s in migrate.status(store) if s.state != "applied"]
-                if pending:
-                    fail(f"the store's schema is not up to date ({len(pending)} migration(s) not applied): run `kdcvg kb migrate`")
+            if migrated:
+                migrate.ensure_up_to_date(store)
             yield store
 
 

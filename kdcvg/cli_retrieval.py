@@ -24,14 +24,18 @@ retrieval_app = typer.Typer(help="SAR: semantic-aware retrieval of clips for sel
 @contextmanager
 def retrieval_errors() -> Iterator[None]:
     """Bad input and missing checkpoints become one clear line (exit 2)."""
+    from kb.migrate import MigrationError
+    from kb.store import StoreError
     from retrieval.evaluate import NothingToEvaluateError
 
     try:
         yield
     except NothingToEvaluateError as exc:
         fail(str(exc), 2)
-    except KeyError as exc:
+    except KeyError as exc:  # before StoreError: an unknown id (NotFoundError is both) is bad input
         fail(str(exc.args[0]) if exc.args else "unknown id", 2)
+    except (MigrationError, StoreError) as exc:
+        fail(str(exc))
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc), 2)
 

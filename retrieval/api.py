@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from kb.migrate import ensure_up_to_date
 from kb.store import open_store
 from kdcvg.config import Settings, load_settings
 from retrieval.checkpoint import load_checkpoint
@@ -44,6 +45,7 @@ def load_sar(settings: Settings | None = None, checkpoint: Path | None = None) -
     if not root.exists():
         raise FileNotFoundError(f"no SAR checkpoint at {root}: run `kdcvg retrieval train` first")
     with open_store(settings, read_only=True) as store:
+        ensure_up_to_date(store)
         graph = graph_from_store(store, settings.media_dir)
     features = build_features(graph, TextEncoder(settings.text_encoder_path), settings.cache_dir, clip_encoder_from_settings(settings))
     _, _, meta = load_checkpoint(root)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-GENERATOR_VERSION = 1  # bump when rendering or planning changes in a way the data here does not show
+GENERATOR_VERSION = 2  # bump when rendering or planning changes in a way the data here does not show
 
 CLIPS_PER_SELLING_POINT = 5
 SELLING_POINTS_PER_PRODUCT = 5
