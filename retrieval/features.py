@@ -64,7 +64,8 @@ class TextEncoder:
 
     @cached_property
     def dim(self) -> int:
-        return int(self._model.get_sentence_embedding_dimension())
+        model = self._model  # sentence-transformers 6 renamed the method; older releases have only the old name
+        return int((getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension)())
 
     @property
     def identity(self) -> str:
