@@ -114,7 +114,7 @@ def _row(graph: AckbGraph, label: str, id: str) -> Row:
     return graph.nodes[label][position]
 
 
-def _resolve_selling_point(graph: AckbGraph, product_id: str, selling_point: str) -> Row:
+def resolve_selling_point(graph: AckbGraph, product_id: str, selling_point: str) -> Row:
     """The selling point named by id, or by its exact text (case and spacing aside) among the product's."""
     if not isinstance(selling_point, str) or not selling_point.strip():
         raise ValueError("selling_point must be a non-empty selling point id or text")
@@ -141,7 +141,7 @@ def build_prompt(graph: AckbGraph, product_id: str, selling_point: str, referenc
     ValueError for no references, repeated references or a selling point of another product.
     """
     product = _row(graph, "Product", product_id)
-    sp = _resolve_selling_point(graph, product_id, selling_point)
+    sp = resolve_selling_point(graph, product_id, selling_point)
     references = list(references)
     if not references:
         raise ValueError("at least one reference clip is needed (ranked, best first)")

@@ -16,6 +16,7 @@ import typer
 from rich.table import Table
 
 from kdcvg.cli_common import fail, handled_errors, opened_store, out, settings
+from kdcvg.cli_generation import generate
 from kdcvg.cli_retrieval import retrieval_app, retrieve
 
 app = typer.Typer(help="KD-CVG: knowledge-driven creative video generation.", no_args_is_help=True, add_completion=False)
@@ -202,6 +203,7 @@ def cypher(
 
 app.add_typer(retrieval_app, name="retrieval")
 app.command("retrieve")(retrieve)
+app.command("generate")(generate)
 
 
 def main() -> None:
