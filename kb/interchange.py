@@ -232,27 +232,32 @@ def read_ackb(directory: Path, store: GraphStore | None = None, media_dir: Path 
     return parsed
 
 
-def _stored_nodes(tx: Transaction, label: str, ids: list[str]) -> dict[str, Row]:
-    stored: dict[str, Row] = {}
+def stored_properties(value: Row) -> Row:
+    """A node or relationship as read from the store: its properties, without `_label`/`_type` and nulls."""
+    return {k: v for k, v in value.items() if not k.startswith("_") and v is not None}
+
+
+def nodes_by_id(tx: Transaction, label: str, ids: list[str]) -> list[Row]:
+    """The stored nodes of `label` among `ids` (primary-key lookups in batches; absent ids skipped)."""
+    rows: list[Row] = []
     for start in range(0, len(ids), LOOKUP_BATCH):
-        for record in tx.run(f"UNWIND $ids AS i MATCH (n:{label} {{id: i}}) RETURN n", ids=ids[start : start + LOOKUP_BATCH]):
-            node = {k: v for k, v in record["n"].items() if not k.startswith("_")}
-            stored[node["id"]] = node
-    return stored
+        query = f"UNWIND $ids AS i MATCH (n:{label} {{id: i}}) RETURN n"
+        rows.extend(stored_properties(record["n"]) for record in tx.run(query, ids=ids[start : start + LOOKUP_BATCH]))
+    return rows
 
 
-def _stored_relationships(tx: Transaction, type_: str, sources: list[str]) -> dict[tuple[str, str], Row]:
+def relationships_from(tx: Transaction, type_: str, sources: list[str]) -> list[Row]:
+    """Stored `type_` relationships leaving `sources`, as interchange rows ({from, to, properties})."""
     spec = rel_type(type_)
-    stored: dict[tuple[str, str], Row] = {}
     query = (
         f"UNWIND $ids AS i MATCH (a:{spec.source} {{id: i}})-[r:{spec.type}]->(b:{spec.target}) "
         "RETURN a.id AS source, b.id AS target, r"
     )
+    rows: list[Row] = []
     for start in range(0, len(sources), LOOKUP_BATCH):
         for record in tx.run(query, ids=sources[start : start + LOOKUP_BATCH]):
-            props = {k: v for k, v in record["r"].items() if not k.startswith("_")}
-            stored[(record["source"], record["target"])] = {"from": record["source"], "to": record["target"], **props}
-    return stored
+            rows.append({"from": record["source"], "to": record["target"], **stored_properties(record["r"])})
+    return rows
 
 
 def _without_nulls(row: Row) -> Row:
@@ -319,7 +324,7 @@ def import_ackb(store: GraphStore, directory: Path, media_dir: Path, *, progress
             for label in NODE_TYPES:  # schema order: ends exist before relationships
                 rows = parsed.nodes.get(label, [])
                 bar.set_postfix_str(label)
-                stored = _stored_nodes(tx, label, [r["id"] for r in rows])
+                stored = {node["id"]: node for node in nodes_by_id(tx, label, [r["id"] for r in rows])}
                 plans = [(_plan_node(row, stored.get(row["id"]), now), row["id"] in stored) for row in rows]
                 new = [plan for plan, exists in plans if plan is not None and not exists]
                 changed = [plan for plan, exists in plans if plan is not None and exists]
@@ -331,7 +336,7 @@ def import_ackb(store: GraphStore, directory: Path, media_dir: Path, *, progress
                 rows = parsed.relationships.get(type_, [])
                 bar.set_postfix_str(type_)
                 timestamped = "updated_at" in rel_type(type_).properties
-                stored = _stored_relationships(tx, type_, sorted({r["from"] for r in rows}))
+                stored = {(r["from"], r["to"]): r for r in relationships_from(tx, type_, sorted({r["from"] for r in rows}))}
                 plans = [(_plan_relationship(row, stored.get((row["from"], row["to"])), now, timestamped), (row["from"], row["to"]) in stored) for row in rows]
                 new = [plan for plan, exists in plans if plan is not None and not exists]
                 changed = [plan for plan, exists in plans if plan is not None and exists]

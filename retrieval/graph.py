@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kb.interchange import json_line, read_ackb
+from kb.interchange import json_line, nodes_by_id, read_ackb, relationships_from, stored_properties
 from kb.schema import NODE_TYPES, REL_TYPES, rel_type
 from kb.store import GraphStore, NotFoundError, Row, Transaction
 
@@ -114,10 +114,6 @@ class AckbGraph:
         return {**{k: len(v) for k, v in self.nodes.items()}, **{k: len(v) for k, v in self.relationships.items()}}
 
 
-def _node_row(record: Row) -> Row:
-    return {k: v for k, v in record.items() if not k.startswith("_") and v is not None}
-
-
 def graph_from_directory(directory: Path) -> AckbGraph:
     """Read a self-contained ACKB interchange directory (validated) into memory."""
     parsed = read_ackb(Path(directory))
@@ -138,27 +134,10 @@ def _all_rows(store: GraphStore, label: str) -> list[Row]:
         page = store.read(
             lambda tx: tx.run(f"MATCH (n:{label}) WHERE n.id > $after RETURN n ORDER BY n.id LIMIT $limit", after=after, limit=PAGE)
         )
-        rows.extend(_node_row(r["n"]) for r in page)
+        rows.extend(stored_properties(r["n"]) for r in page)
         if len(page) < PAGE:
             return rows
         after = rows[-1]["id"]
-
-
-def _nodes_by_id(tx: Transaction, label: str, ids: list[str]) -> list[Row]:
-    rows: list[Row] = []
-    for start in range(0, len(ids), PAGE):
-        rows.extend(_node_row(r["n"]) for r in tx.run(f"UNWIND $ids AS i MATCH (n:{label} {{id: i}}) RETURN n", ids=ids[start : start + PAGE]))
-    return rows
-
-
-def _relationships_from(tx: Transaction, type_: str, sources: list[str]) -> list[Row]:
-    spec = rel_type(type_)
-    query = f"UNWIND $ids AS i MATCH (a:{spec.source} {{id: i}})-[r:{spec.type}]->(b:{spec.target}) RETURN a.id AS source, b.id AS target, r"
-    rows: list[Row] = []
-    for start in range(0, len(sources), PAGE):
-        for record in tx.run(query, ids=sources[start : start + PAGE]):
-            rows.append({"from": record["source"], "to": record["target"], **_node_row(record["r"])})
-    return rows
 
 
 def _neighbour_ids(tx: Transaction, frontier: dict[str, set[str]]) -> dict[str, set[str]]:
@@ -191,7 +170,7 @@ def graph_from_store(
     if category is None and products is None:
         nodes = {label: _all_rows(store, label) for label in NODE_TYPES}
         sources = {label: [row["id"] for row in rows] for label, rows in nodes.items()}
-        relationships = {t: store.read(lambda tx, t=t: _relationships_from(tx, t, sources[rel_type(t).source])) for t in REL_TYPES}
+        relationships = {t: store.read(lambda tx, t=t: relationships_from(tx, t, sources[rel_type(t).source])) for t in REL_TYPES}
         return AckbGraph(nodes, relationships, media_dir)
     if hops < 0:
         raise ValueError(f"hops must be >= 0, got {hops}")
@@ -213,10 +192,10 @@ def graph_from_store(
             frontier = {label: ids - selected[label] for label, ids in reached.items()}
             for label, ids in frontier.items():
                 selected[label] |= ids
-        nodes = {label: _nodes_by_id(tx, label, sorted(selected[label])) for label in NODE_TYPES}
+        nodes = {label: nodes_by_id(tx, label, sorted(selected[label])) for label in NODE_TYPES}
         relationships = {}
         for type_, spec in REL_TYPES.items():
-            rows = _relationships_from(tx, type_, sorted(selected[spec.source]))
+            rows = relationships_from(tx, type_, sorted(selected[spec.source]))
             relationships[type_] = [row for row in rows if row["to"] in selected[spec.target]]
         return AckbGraph(nodes, relationships, media_dir)
 
