@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test install benchmark clean-venv
+.PHONY: demo test install browser benchmark clean-venv
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,19 @@ demo: $(INSTALLED)
 	$(BIN)/kdcvg kb demo
 	$(BIN)/kdcvg retrieval train --if-changed
 
+# The UI's end-to-end tests drive Debian's Chromium. Installed here when missing and we are root;
+# otherwise those tests are skipped with the reason printed (never a failure of set-up).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the UI's browser tests"; \
+	    apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1; } || \
+	    echo "could not install chromium: browser tests will be skipped"; \
+	  else echo "chromium missing and not root: browser tests will be skipped"; fi; }
+
 # pytest exits 5 when it collected no test: that is a failure of the suite, not a pass.
-test: $(INSTALLED)
+test: $(INSTALLED) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 benchmark: $(INSTALLED)

@@ -2,7 +2,8 @@
 
 The config file is `$KDCVG_CONFIG`, else `<user config dir>/kdcvg/config.toml` if it exists.
 Environment variables: `KDCVG_DATA`, `KDCVG_BACKEND`, `KDCVG_QUERY_TIMEOUT_S`, `KDCVG_TEXT_ENCODER`,
-`KDCVG_CLIP_MODEL` with `KDCVG_CLIP_CHECKPOINT` (both or neither), and Neo4j's usual `NEO4J_URI`,
+`KDCVG_CLIP_MODEL` with `KDCVG_CLIP_CHECKPOINT` (both or neither), `KDCVG_GENERATION_MODEL`,
+`KDCVG_IP_ADAPTER`, `KDCVG_UI_USERS`, and Neo4j's usual `NEO4J_URI`,
 `NEO4J_USER`, `NEO4J_PASSWORD`, `NEO4J_DATABASE`.
 """
 
@@ -24,6 +25,9 @@ ENV_VARS: dict[str, str] = {
     "text_encoder_path": "KDCVG_TEXT_ENCODER",
     "clip_model_name": "KDCVG_CLIP_MODEL",
     "clip_checkpoint": "KDCVG_CLIP_CHECKPOINT",
+    "generation_model": "KDCVG_GENERATION_MODEL",
+    "ip_adapter": "KDCVG_IP_ADAPTER",
+    "ui_users_file": "KDCVG_UI_USERS",
     "neo4j_uri": "NEO4J_URI",
     "neo4j_user": "NEO4J_USER",
     "neo4j_password": "NEO4J_PASSWORD",
@@ -56,6 +60,15 @@ class Settings(BaseModel):
     )
     clip_checkpoint: Path | None = Field(
         default=None, description="Local open_clip weights file for clip_model_name; unset: the documented visual fallback."
+    )
+    generation_model: Path | None = Field(
+        default=None, description="Local diffusers pipeline directory for MKR; default: the demo backbone in models/mkr-demo."
+    )
+    ip_adapter: Path | None = Field(
+        default=None, description="Local IP-Adapter directory (image encoder + adapter weights) for AnimateDiff; unset: text only."
+    )
+    ui_users_file: Path | None = Field(
+        default=None, description="The curation app's users file (hashed passwords, roles); default: <data>/ui/users.yaml."
     )
     neo4j_uri: str | None = None
     neo4j_user: str = "neo4j"
@@ -98,6 +111,16 @@ class Settings(BaseModel):
     def cache_dir(self) -> Path:
         """Derived data that can always be recomputed (feature caches)."""
         return self.data_dir / "cache"
+
+    @property
+    def generation_model_dir(self) -> Path:
+        """The backbone `kdcvg generate` uses when none is named."""
+        return self.generation_model or self.models_dir / "mkr-demo"
+
+    @property
+    def ui_users_path(self) -> Path:
+        """The curation app's users file."""
+        return self.ui_users_file or self.data_dir / "ui" / "users.yaml"
 
     @property
     def media_dir(self) -> Path:
