@@ -21,7 +21,35 @@ MAX_PAGE = 1_000
 
 
 class RecordValidationError(ValueError):
-    """A record failed validation; the message names each field and why."""
+    """A record failed validation; the message names each field and why.
+
+    `field` is the first failing field (None when the problem is not one field's), `problems` every
+    (field, reason) pair, so a form can show each reason next to its field.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, problems: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.problems = problems or ([(field, message)] if field else [])
+
+    @classmethod
+    def for_field(cls, what: str, field: str, reason: str) -> RecordValidationError:
+        """The error for one field of `what` (e.g. `Product`): message `invalid what: field: reason`."""
+        return cls(f"invalid {what}: {field}: {reason}", field=field, problems=[(field, reason)])
+
+    @classmethod
+    def from_pydantic(cls, what: str, exc: ValidationError) -> RecordValidationError:
+        """The error for a pydantic failure while validating `what` (e.g. `Product`), with its fields."""
+        problems = [(".".join(map(str, e["loc"])) or "record", e["msg"]) for e in exc.errors()]
+        return cls(f"invalid {what}: {validation_message(exc)}", field=problems[0][0] if problems else None, problems=problems)
+
+
+class StaleWriteError(ConflictError):
+    """A write based on a stale version of a record; `current` is the record as stored now."""
+
+    def __init__(self, message: str, current: Row) -> None:
+        super().__init__(message)
+        self.current = current
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -66,81 +94,103 @@ class NodeRepository:
         try:
             return self.model.model_validate(record).row()
         except ValidationError as exc:
-            raise RecordValidationError(f"invalid {self.label}: {validation_message(exc)}") from None
+            raise RecordValidationError.from_pydantic(self.label, exc) from None
 
     def _full(self, record: Row) -> Row:
         """Fill properties the store left unset with None, so both backends return the same keys."""
         return {name: record.get(name) for name in self.spec.all_properties}
 
-    def create(self, store: GraphStore, record: Row) -> Row:
-        """Create a node; refuses an id already in use."""
+    def stored(self, node: Row) -> Row:
+        """A node as read from the store (nulls possibly dropped, `_label` possibly kept) with every schema key."""
+        return self._full(_props(node))
+
+    def prepare_create(self, record: Row) -> Row:
+        """The validated row `create` would write (timestamps and version 1 set); writes nothing."""
         unknown_audit = set(record) & set(AUDIT_PROPERTIES)
         if unknown_audit:
-            raise RecordValidationError(f"invalid {self.label}: {', '.join(sorted(unknown_audit))} are set by the store")
+            raise RecordValidationError(
+                f"invalid {self.label}: {', '.join(sorted(unknown_audit))} are set by the store", field=min(unknown_audit)
+            )
         now = utc_now()
-        row = self._validate({**record, "created_at": now, "updated_at": now, "version": 1})
+        return self._validate({**record, "created_at": now, "updated_at": now, "version": 1})
 
-        def work(tx: Transaction) -> Row:
-            if tx.run(f"MATCH (n:{self.label} {{id: $id}}) RETURN n.id AS id", id=row["id"]):
-                raise ConflictError(f"{self.label} {row['id']!r} already exists")
-            assignments, params = _assignments("n", row)
-            tx.run(f"CREATE (n:{self.label} {{id: $id}}) SET {assignments}", id=row["id"], **params)
-            return row
+    def create_in(self, tx: Transaction, row: Row) -> Row:
+        """Inside `tx`: create the node from a `prepare_create` row; refuses an id already in use."""
+        if tx.run(f"MATCH (n:{self.label} {{id: $id}}) RETURN n.id AS id", id=row["id"]):
+            raise ConflictError(f"{self.label} {row['id']!r} already exists")
+        assignments, params = _assignments("n", row)
+        tx.run(f"CREATE (n:{self.label} {{id: $id}}) SET {assignments}", id=row["id"], **params)
+        return self._full(row)
 
-        return self._full(store.write(work))
+    def create(self, store: GraphStore, record: Row) -> Row:
+        """Create a node; refuses an id already in use."""
+        row = self.prepare_create(record)
+        return store.write(lambda tx: self.create_in(tx, row))
+
+    def get_in(self, tx: Transaction, id: str) -> Row:
+        """Inside `tx`: the node with `id` (every schema property), or NotFoundError."""
+        rows = tx.run(f"MATCH (n:{self.label} {{id: $id}}) RETURN n", id=id)
+        if not rows:
+            raise NotFoundError(f"no {self.label} with id {id!r}")
+        return self.stored(rows[0]["n"])
 
     def get(self, store: GraphStore, id: str) -> Row:
         """The node with `id`, or NotFoundError."""
-        rows = store.read(lambda tx: tx.run(f"MATCH (n:{self.label} {{id: $id}}) RETURN n", id=id))
-        if not rows:
-            raise NotFoundError(f"no {self.label} with id {id!r}")
-        return self._full(_props(rows[0]["n"]))
+        return store.read(lambda tx: self.get_in(tx, id))
+
+    def check_changes(self, changes: Row) -> None:
+        """Refuse changes to `id` or to the store-set audit properties, before anything is read."""
+        forbidden = set(changes) & ({"id"} | set(AUDIT_PROPERTIES))
+        if forbidden:
+            raise RecordValidationError(
+                f"invalid {self.label} update: {', '.join(sorted(forbidden))} cannot be changed", field=min(forbidden)
+            )
+
+    def update_in(self, tx: Transaction, id: str, changes: Row, *, expected_version: int) -> tuple[Row, Row]:
+        """Inside `tx`: apply `changes` if the stored version is `expected_version`; returns (before, after).
+
+        A stale version raises `StaleWriteError` (a ConflictError) carrying the stored record.
+        """
+        self.check_changes(changes)
+        current = self.get_in(tx, id)
+        if current["version"] != expected_version:
+            raise StaleWriteError(
+                f"{self.label} {id!r} was changed by someone else (stored version {current['version']}, "
+                f"yours {expected_version}); reload it and apply your change again",
+                current,
+            )
+        new = self._validate({**current, **changes, "updated_at": utc_now(), "version": expected_version + 1})
+        assignments, params = _assignments("n", new)
+        updated = tx.run(
+            f"MATCH (n:{self.label} {{id: $id}}) WHERE n.version = $expected SET {assignments} RETURN n.id AS id",
+            id=id,
+            expected=expected_version,
+            **params,
+        )
+        if not updated:  # changed between our read and write: refuse, never overwrite
+            raise StaleWriteError(f"{self.label} {id!r} was changed by someone else; reload it", self.get_in(tx, id))
+        return current, self._full(new)
 
     def update(self, store: GraphStore, id: str, changes: Row, *, expected_version: int) -> Row:
         """Apply `changes` if the stored version is still `expected_version`; returns the new record."""
-        forbidden = set(changes) & ({"id"} | set(AUDIT_PROPERTIES))
-        if forbidden:
-            raise RecordValidationError(f"invalid {self.label} update: {', '.join(sorted(forbidden))} cannot be changed")
+        self.check_changes(changes)
+        return store.write(lambda tx: self.update_in(tx, id, changes, expected_version=expected_version))[1]
 
-        def work(tx: Transaction) -> Row:
-            rows = tx.run(f"MATCH (n:{self.label} {{id: $id}}) RETURN n", id=id)
-            if not rows:
-                raise NotFoundError(f"no {self.label} with id {id!r}")
-            current = self._full(_props(rows[0]["n"]))
-            if current["version"] != expected_version:
-                raise ConflictError(
-                    f"{self.label} {id!r} was changed by someone else (stored version {current['version']}, "
-                    f"yours {expected_version}); reload it and apply your change again"
-                )
-            new = self._validate({**current, **changes, "updated_at": utc_now(), "version": expected_version + 1})
-            assignments, params = _assignments("n", new)
-            updated = tx.run(
-                f"MATCH (n:{self.label} {{id: $id}}) WHERE n.version = $expected SET {assignments} RETURN n.id AS id",
-                id=id,
-                expected=expected_version,
-                **params,
+    def delete_in(self, tx: Transaction, id: str, *, expected_version: int | None = None) -> Row:
+        """Inside `tx`: delete the node and its relationships (with `expected_version`, only if current); returns it."""
+        current = self.get_in(tx, id)
+        if expected_version is not None and current["version"] != expected_version:
+            raise StaleWriteError(
+                f"{self.label} {id!r} was changed by someone else (stored version {current['version']}, "
+                f"yours {expected_version}); not deleted",
+                current,
             )
-            if not updated:  # changed between our read and write: refuse, never overwrite
-                raise ConflictError(f"{self.label} {id!r} was changed by someone else; reload it")
-            return new
-
-        return self._full(store.write(work))
+        tx.run(f"MATCH (n:{self.label} {{id: $id}}) DETACH DELETE n", id=id)
+        return current
 
     def delete(self, store: GraphStore, id: str, *, expected_version: int | None = None) -> None:
         """Delete the node and its relationships; with `expected_version`, only if still current."""
-
-        def work(tx: Transaction) -> None:
-            rows = tx.run(f"MATCH (n:{self.label} {{id: $id}}) RETURN n.version AS version", id=id)
-            if not rows:
-                raise NotFoundError(f"no {self.label} with id {id!r}")
-            if expected_version is not None and rows[0]["version"] != expected_version:
-                raise ConflictError(
-                    f"{self.label} {id!r} was changed by someone else (stored version {rows[0]['version']}, "
-                    f"yours {expected_version}); not deleted"
-                )
-            tx.run(f"MATCH (n:{self.label} {{id: $id}}) DETACH DELETE n", id=id)
-
-        store.write(work)
+        store.write(lambda tx: self.delete_in(tx, id, expected_version=expected_version))
 
     def list(
         self,
@@ -214,37 +264,53 @@ class RelationshipRepository:
         self.spec = rel_type(type_)
         self.model = REL_RECORDS[type_]
 
-    def link(self, store: GraphStore, source: str, target: str, properties: Row | None = None) -> Row:
-        """Create the relationship, or update its properties if the pair is already linked."""
+    @property
+    def _pattern(self) -> str:
+        return f"(a:{self.spec.source} {{id: $source}})-[r:{self.spec.type}]->(b:{self.spec.target} {{id: $target}})"
+
+    def prepare(self, source: str, target: str, properties: Row | None = None) -> Row:
+        """The validated row `link` would write (`updated_at` set where the type has one); writes nothing."""
         extra = {"updated_at": utc_now()} if "updated_at" in self.spec.properties else {}
         try:
-            row = self.model.model_validate({"from": source, "to": target, **(properties or {}), **extra}).row()
+            return self.model.model_validate({"from": source, "to": target, **(properties or {}), **extra}).row()
         except ValidationError as exc:
-            raise RecordValidationError(f"invalid {self.spec.type}: {validation_message(exc)}") from None
+            raise RecordValidationError.from_pydantic(self.spec.type, exc) from None
+
+    def get_in(self, tx: Transaction, source: str, target: str) -> Row | None:
+        """Inside `tx`: the link's row (`from`, `to` and every property), or None if the pair is not linked."""
+        columns = "".join(f", r.{name} AS {name}" for name in self.spec.properties)
+        rows = tx.run(f"MATCH {self._pattern} RETURN a.id AS `from`, b.id AS `to`{columns}", source=source, target=target)
+        return rows[0] if rows else None
+
+    def link_in(self, tx: Transaction, row: Row) -> Row:
+        """Inside `tx`: create the `prepare`d link, or update its properties if the pair is already linked."""
+        source, target = row["from"], row["to"]
         match = f"MATCH (a:{self.spec.source} {{id: $source}}), (b:{self.spec.target} {{id: $target}})"
         assignments, params = _assignments("r", row, skip=("from", "to"))
         set_clause = f" SET {assignments}" if assignments else ""
+        if not tx.run(f"{match} RETURN a.id AS a", source=source, target=target):
+            for label, id in ((self.spec.source, source), (self.spec.target, target)):
+                if not tx.run(f"MATCH (n:{label} {{id: $id}}) RETURN n.id AS id", id=id):
+                    raise NotFoundError(f"no {label} with id {id!r}")
+        tx.run(f"{match} MERGE (a)-[r:{self.spec.type}]->(b){set_clause}", source=source, target=target, **params)
+        return row
 
-        def work(tx: Transaction) -> Row:
-            if not tx.run(f"{match} RETURN a.id AS a", source=source, target=target):
-                for label, id in ((self.spec.source, source), (self.spec.target, target)):
-                    if not tx.run(f"MATCH (n:{label} {{id: $id}}) RETURN n.id AS id", id=id):
-                        raise NotFoundError(f"no {label} with id {id!r}")
-            tx.run(f"{match} MERGE (a)-[r:{self.spec.type}]->(b){set_clause}", source=source, target=target, **params)
-            return row
+    def link(self, store: GraphStore, source: str, target: str, properties: Row | None = None) -> Row:
+        """Create the relationship, or update its properties if the pair is already linked."""
+        row = self.prepare(source, target, properties)
+        return store.write(lambda tx: self.link_in(tx, row))
 
-        return store.write(work)
+    def unlink_in(self, tx: Transaction, source: str, target: str) -> Row:
+        """Inside `tx`: remove the relationship and return its row; NotFoundError if the pair is not linked."""
+        current = self.get_in(tx, source, target)
+        if current is None:
+            raise NotFoundError(f"{source!r} is not linked to {target!r} by {self.spec.type}")
+        tx.run(f"MATCH {self._pattern} DELETE r", source=source, target=target)
+        return current
 
     def unlink(self, store: GraphStore, source: str, target: str) -> None:
         """Remove the relationship; NotFoundError if the pair is not linked."""
-
-        def work(tx: Transaction) -> None:
-            pattern = f"(a:{self.spec.source} {{id: $source}})-[r:{self.spec.type}]->(b:{self.spec.target} {{id: $target}})"
-            if not tx.run(f"MATCH {pattern} RETURN a.id AS a", source=source, target=target):
-                raise NotFoundError(f"{source!r} is not linked to {target!r} by {self.spec.type}")
-            tx.run(f"MATCH {pattern} DELETE r", source=source, target=target)
-
-        store.write(work)
+        store.write(lambda tx: self.unlink_in(tx, source, target))
 
 
 categories = NodeRepository("Category")

@@ -113,6 +113,21 @@ REL_TYPES: dict[str, RelType] = {
 # Where the migration runner records applied migrations (not part of the ACKB proper, never exported).
 MIGRATION_LABEL = "SchemaMigration"
 
+# The curation audit trail (migration V0003): one node per change an annotator made, kept apart from
+# the knowledge itself like SchemaMigration (not in NODE_TYPES: never exported, imported or counted
+# by `kb stats`). Not linked to the changed node, so history outlives a deleted record.
+AUDIT_LABEL = "AuditEvent"
+AUDIT_EVENT_PROPERTIES: dict[str, PropertyType] = {
+    "id": "STRING",  # `<at>-<random hex>`: unique, and sorts in time order (keyset paging)
+    "at": "STRING",  # ISO-8601 UTC, as kb.timestamps
+    "actor": "STRING",
+    "action": "STRING",  # create, update, delete, link, unlink, set_status, set_tags, upload, conflict
+    "entity_label": "STRING",  # a node label or relationship type
+    "entity_id": "STRING",  # node id, or `from->to` for a relationship
+    "before": "STRING",  # JSON object of the properties before the change, null for a creation
+    "after": "STRING",  # JSON object of the properties after the change, null for a deletion
+}
+
 
 def node_type(label: str) -> NodeType:
     """The node type for `label`, or a clear error listing the known labels."""
