@@ -6,10 +6,10 @@ are laid out) and must fail with one readable message when a checkpoint folder i
 never with a hub download attempt or a stack trace from deep inside `from_pretrained`.
 
 A family is one `BackboneFamily` entry in `FAMILIES`, keyed by the `_class_name` of
-`model_index.json`. Only AnimateDiff is registered and tested today; a transformer family
-(CogVideoX / LTX-Video / Wan) is one more entry with its own components and latent layout
-(they use (B, F, C, h, w) latents and a VAE with temporal compression, which
-`generation.motion_prior.encode_reference` must then handle).
+`model_index.json`. Two are registered: AnimateDiff (SD1.5 UNet + motion adapter, per-frame image
+VAE, (B, C, F, h, w) latents) and CogVideoX (a video DiT with a causal 3-D VAE that compresses time
+4x, (B, F, C, h, w) latents, T5 prompts of a fixed length); `generation.motion_prior` and
+`generation.pipeline` read the layout, compression and size rules from the family entry.
 """
 
 from __future__ import annotations
@@ -34,7 +34,11 @@ class BackboneFamily:
     pipeline_class: str  # `_class_name` in model_index.json
     components: tuple[str, ...]  # sub-folders that must exist
     latent_layout: str  # "BCFHW" (UNet video models) or "BFCHW" (video transformers)
-    temporal_compression: int = 1  # frames per latent frame (1: per-frame image VAE)
+    temporal_compression: int = 1  # frames per latent frame (1: per-frame image VAE); frames = k·this + 1
+    size_multiple: int = 8  # height and width must be multiples (VAE factor × transformer patch size)
+    cuda_dtype: torch.dtype = torch.float16  # half precision used on CUDA (bf16 where fp16 overflows, e.g. T5)
+    prompt_length_key: str | None = None  # denoiser config key fixing the prompt's token count, if any
+    ip_adapter: bool = False  # whether diffusers' IPAdapterMixin image conditioning applies
 
 
 FAMILIES: dict[str, BackboneFamily] = {
@@ -43,10 +47,18 @@ FAMILIES: dict[str, BackboneFamily] = {
         pipeline_class="AnimateDiffPipeline",
         components=("unet", "motion_adapter", "vae", "text_encoder", "tokenizer", "scheduler"),
         latent_layout="BCFHW",
+        ip_adapter=True,
     ),
-    # Next entry (not tested yet), e.g.:
-    # "CogVideoXPipeline": BackboneFamily("cogvideox", "CogVideoXPipeline",
-    #     ("transformer", "vae", "text_encoder", "tokenizer", "scheduler"), "BFCHW", 4),
+    "CogVideoXPipeline": BackboneFamily(
+        name="cogvideox",
+        pipeline_class="CogVideoXPipeline",
+        components=("transformer", "vae", "text_encoder", "tokenizer", "scheduler"),
+        latent_layout="BFCHW",
+        temporal_compression=4,
+        size_multiple=16,  # VAE 8x, patch 2
+        cuda_dtype=torch.bfloat16,
+        prompt_length_key="max_text_seq_length",
+    ),
 }
 
 
@@ -83,19 +95,30 @@ def load_backbone(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
     cpu_offload: bool = False,
+    ip_adapter: str | Path | None = None,
 ) -> DiffusionPipeline:
-    """Load the pipeline offline (float32 on CPU, fp16 + SDPA on CUDA), optionally with model CPU offload."""
+    """Load the pipeline offline (float32 on CPU; the family's fp16/bf16 + SDPA on CUDA), optionally offloaded.
+
+    `ip_adapter` (a local IP-Adapter weights file or folder, see `generation.ip_adapter`) is loaded
+    into families that support image conditioning; for others it is a BackboneError.
+    """
     model_dir = Path(model_dir)
     family = detect_family(model_dir)
     device = torch.device(device)
     if dtype is None:
-        dtype = torch.float16 if device.type == "cuda" else torch.float32
+        dtype = family.cuda_dtype if device.type == "cuda" else torch.float32
     try:
         pipe = DiffusionPipeline.from_pretrained(model_dir, local_files_only=True, dtype=dtype)
-    except (OSError, ValueError, EnvironmentError) as error:
+    except (OSError, ValueError) as error:
         raise BackboneError(f"{model_dir}: cannot load {family.pipeline_class} ({error})") from error
     if type(pipe).__name__ != family.pipeline_class:
         raise BackboneError(f"{model_dir}: loaded {type(pipe).__name__}, expected {family.pipeline_class}")
+    if ip_adapter is not None:
+        if not family.ip_adapter:
+            raise BackboneError(f"{model_dir}: {family.name} backbones do not support IP-Adapter image conditioning")
+        from generation.ip_adapter import load_ip_adapter
+
+        load_ip_adapter(pipe, ip_adapter)
     if device.type == "cuda":
         _use_sdpa(pipe)
     if cpu_offload:
@@ -108,13 +131,22 @@ def load_backbone(
 
 
 def _use_sdpa(pipe: DiffusionPipeline) -> None:
-    """Set PyTorch scaled-dot-product attention on every denoiser (diffusers' default; made explicit)."""
-    from diffusers.models.attention_processor import AttnProcessor2_0
+    """Make PyTorch scaled-dot-product attention explicit on a UNet (diffusers' default there).
 
-    for name in ("unet", "transformer"):
-        model = getattr(pipe, name, None)
-        if model is not None and hasattr(model, "set_attn_processor"):
-            model.set_attn_processor(AttnProcessor2_0())
+    Only plain attention processors are replaced: IP-Adapter processors (already SDPA-based) keep
+    their image branch, and video transformers keep their own processors (CogVideoX's
+    `CogVideoXAttnProcessor2_0` is SDPA with rotary embeddings; a generic one would break it).
+    """
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    unet = getattr(pipe, "unet", None)
+    if unet is None or not hasattr(unet, "attn_processors"):
+        return
+    processors = {
+        name: AttnProcessor2_0() if type(processor) in (AttnProcessor, AttnProcessor2_0) else processor
+        for name, processor in unet.attn_processors.items()
+    }
+    unet.set_attn_processor(processors)
 
 
 def backbone_family(pipe: DiffusionPipeline) -> BackboneFamily:

@@ -7,9 +7,13 @@ prompt to shape. Two variants:
 
 - `spectral_mix` follows FreeInit (Wu et al. 2023, "FreeInit: Bridging Initialization Gap in Video
   Diffusion Models"): 3-D FFT over (frames, height, width), low frequencies from the reference,
-  high frequencies from the noise.
+  high frequencies from the noise. The axes follow the family's latent layout: (2, 3, 4) for
+  (B, C, F, h, w) UNet latents, (1, 3, 4) for (B, F, C, h, w) video-transformer latents, whose
+  frame axis counts *latent* frames (CogVideoX: one per 4 video frames).
 - `noise_prior` follows the "noise prior" of MotionDirector (Zhao et al. 2023): latents =
-  √β·z_ref_noised + √(1−β)·ε, with z_ref forward-noised to the first timestep.
+  √β·z_ref_noised + √(1−β)·ε, with z_ref forward-noised to the first timestep. Its reference
+  weight is √β·√ᾱ: small for SD's schedule at 25+ steps (ᾱ ≈ 0.002) and exactly 0 for
+  zero-terminal-SNR schedules (CogVideoX), where `generation.pipeline` refuses it.
 
 Flow: `read_reference` (mp4 -> (F, 3, H, W) in [-1, 1]) -> `encode_reference` (pipeline VAE ->
 latents in the pipeline's layout; compute once per clip and backbone and reuse) -> a mixer.
@@ -32,11 +36,9 @@ class MotionPriorError(ValueError):
     """The reference cannot be used: unreadable video, bad shapes, or strength out of range."""
 
 
-def read_reference(video_path: str | Path, num_frames: int, height: int, width: int) -> torch.Tensor:
-    """Decode a clip, sample `num_frames` evenly over time, resize + centre-crop to (height, width); [-1, 1]."""
+def decode_frames(video_path: str | Path) -> list[np.ndarray]:
+    """Decode every frame of a video as RGB uint8 (H, W, 3) arrays; MotionPriorError if none decodes."""
     path = Path(video_path)
-    if num_frames < 1 or height < 1 or width < 1:
-        raise MotionPriorError(f"num_frames, height and width must be positive, got {num_frames}, {height}, {width}")
     if not path.is_file():
         raise MotionPriorError(f"reference video {path} does not exist")
     capture = cv2.VideoCapture(str(path))
@@ -46,13 +48,21 @@ def read_reference(video_path: str | Path, num_frames: int, height: int, width: 
             ok, frame = capture.read()
             if not ok:
                 break
-            frames.append(frame)
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
     finally:
         capture.release()
     if not frames:
         raise MotionPriorError(f"reference video {path} is not a readable video (no frames decoded)")
+    return frames
+
+
+def read_reference(video_path: str | Path, num_frames: int, height: int, width: int) -> torch.Tensor:
+    """Decode a clip, sample `num_frames` evenly over time, resize + centre-crop to (height, width); [-1, 1]."""
+    if num_frames < 1 or height < 1 or width < 1:
+        raise MotionPriorError(f"num_frames, height and width must be positive, got {num_frames}, {height}, {width}")
+    frames = decode_frames(video_path)
     indices = np.linspace(0, len(frames) - 1, num_frames).round().astype(int)
-    picked = [_resize_crop(cv2.cvtColor(frames[i], cv2.COLOR_BGR2RGB), height, width) for i in indices]
+    picked = [_resize_crop(frames[i], height, width) for i in indices]
     video = torch.from_numpy(np.stack(picked)).permute(0, 3, 1, 2).float()
     return video / 127.5 - 1.0
 
@@ -70,14 +80,28 @@ def _resize_crop(frame: np.ndarray, height: int, width: int) -> np.ndarray:
 
 @torch.no_grad()
 def encode_reference(pipe: DiffusionPipeline, frames: torch.Tensor, chunk: int = 8) -> torch.Tensor:
-    """Encode (F, 3, H, W) frames with the pipeline's VAE (posterior mean × scaling_factor), in its latent layout."""
+    """Encode (F, 3, H, W) frames with the pipeline's VAE (posterior mean × scaling_factor), in its latent layout.
+
+    Per-frame image VAEs (AnimateDiff) encode `chunk` frames at a time -> (1, C, F, h, w). Video VAEs
+    with temporal compression t (CogVideoX: causal 3-D VAE, t = 4) take the clip as one (1, 3, F, H, W)
+    video with F = k·t + 1 and give k + 1 latent frames -> (1, k + 1, C, h, w), exactly the shape of
+    the pipeline's initial noise for F frames (as in diffusers' CogVideoX video-to-video encoding).
+    """
     family = backbone_family(pipe)
     if frames.ndim != 4 or frames.shape[1] != 3:
         raise MotionPriorError(f"reference frames must be (F, 3, H, W), got {tuple(frames.shape)}")
-    if family.temporal_compression != 1:
-        raise MotionPriorError(f"{family.name}: VAEs with temporal compression are not supported yet")
+    compression = family.temporal_compression
+    if compression > 1 and (frames.shape[0] - 1) % compression:
+        raise MotionPriorError(
+            f"{family.name}: the VAE compresses time {compression}x, so the reference needs "
+            f"{compression}·k + 1 frames, got {frames.shape[0]}"
+        )
     vae = pipe.vae
     device = getattr(pipe, "_execution_device", None) or vae.device
+    if compression > 1:
+        video = frames.permute(1, 0, 2, 3).unsqueeze(0).to(device=device, dtype=vae.dtype)  # (1, 3, F, H, W)
+        latents = vae.encode(video).latent_dist.mean * vae.config.scaling_factor  # (1, C, f, h, w)
+        return latents.permute(0, 2, 1, 3, 4)  # (1, f, C, h, w)
     parts = []
     for start in range(0, frames.shape[0], chunk):
         batch = frames[start : start + chunk].to(device=device, dtype=vae.dtype)

@@ -20,27 +20,40 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils.torch_utils import randn_tensor
 
-from generation.backbones import backbone_family
+from generation.backbones import BackboneFamily, backbone_family
+from generation.ip_adapter import ip_adapter_call_kwargs
 from generation.motion_prior import encode_reference, noise_prior, read_reference, spectral_mix
 
 MAX_FRAMES = 64
 MIN_SIZE, MAX_SIZE, SIZE_MULTIPLE = 32, 1024, 8
 METHODS = ("spectral", "noise_prior")
+# Below this ᾱ at the first timestep, the forward-noised reference of `noise_prior` is pure noise.
+MIN_NOISE_PRIOR_ALPHA = 1e-6
 
 
 class GenerationError(ValueError):
     """The request cannot be generated: frame count, size, or arguments out of range."""
 
 
-def validate_request(num_frames: int, height: int, width: int, steps: int) -> None:
-    """Reject frame counts outside 1..64, sizes outside 32..1024 or not multiples of 8, steps < 1."""
+def validate_request(
+    num_frames: int, height: int, width: int, steps: int, family: BackboneFamily | None = None
+) -> None:
+    """Reject frame counts outside 1..64, sizes outside 32..1024 or not multiples of 8, steps < 1.
+
+    With a `family`, also its own rules: k·t + 1 frames for a VAE compressing time t-fold, and
+    sizes that are multiples of its `size_multiple` (CogVideoX: 16 = VAE 8x · patch 2).
+    """
     if not 1 <= num_frames <= MAX_FRAMES:
         raise GenerationError(f"num_frames must be in 1..{MAX_FRAMES}, got {num_frames}")
+    compression = family.temporal_compression if family else 1
+    if (num_frames - 1) % compression:
+        raise GenerationError(
+            f"{family.name}: num_frames must be {compression}·k + 1 (e.g. {compression + 1}, {2 * compression + 1}), got {num_frames}"
+        )
+    multiple = max(SIZE_MULTIPLE, family.size_multiple if family else SIZE_MULTIPLE)
     for name, value in (("height", height), ("width", width)):
-        if not MIN_SIZE <= value <= MAX_SIZE or value % SIZE_MULTIPLE:
-            raise GenerationError(
-                f"{name} must be a multiple of {SIZE_MULTIPLE} in {MIN_SIZE}..{MAX_SIZE}, got {value}"
-            )
+        if not MIN_SIZE <= value <= MAX_SIZE or value % multiple:
+            raise GenerationError(f"{name} must be a multiple of {multiple} in {MIN_SIZE}..{MAX_SIZE}, got {value}")
     if steps < 1:
         raise GenerationError(f"steps must be at least 1, got {steps}")
 
@@ -48,14 +61,20 @@ def validate_request(num_frames: int, height: int, width: int, steps: int) -> No
 def initial_noise(
     pipe: DiffusionPipeline, num_frames: int, height: int, width: int, generator: torch.Generator
 ) -> torch.Tensor:
-    """The plain initial noise, drawn with the same shape, device, dtype and generator as the pipeline."""
+    """The plain initial noise, drawn with the same shape, device, dtype and generator as the pipeline.
+
+    Video-transformer pipelines (CogVideoX `prepare_latents`) draw (1, (F − 1) // t + 1, C, h, w)
+    for a VAE compressing time t-fold; UNet pipelines draw (1, C, F, h, w).
+    """
     family = backbone_family(pipe)
     channels = pipe.unet.config.in_channels if hasattr(pipe, "unet") else pipe.transformer.config.in_channels
-    h, w = height // pipe.vae_scale_factor, width // pipe.vae_scale_factor
+    spatial = getattr(pipe, "vae_scale_factor_spatial", None) or pipe.vae_scale_factor
+    h, w = height // spatial, width // spatial
+    latent_frames = (num_frames - 1) // family.temporal_compression + 1
     if family.latent_layout == "BCFHW":
-        shape = (1, channels, num_frames, h, w)
+        shape = (1, channels, latent_frames, h, w)
     else:
-        shape = (1, num_frames, channels, h, w)
+        shape = (1, latent_frames, channels, h, w)
     dtype = pipe.text_encoder.dtype if getattr(pipe, "text_encoder", None) is not None else pipe.vae.dtype
     return randn_tensor(shape, generator=generator, device=pipe._execution_device, dtype=dtype)
 
@@ -66,6 +85,15 @@ def first_timestep_alpha(pipe: DiffusionPipeline, steps: int) -> float:
     scheduler.set_timesteps(steps)
     first = int(scheduler.timesteps[0])
     return float(scheduler.alphas_cumprod[first])
+
+
+def family_call_kwargs(pipe: DiffusionPipeline) -> dict[str, Any]:
+    """Pipeline arguments a family needs on every call (CogVideoX: prompt length = the DiT's text positions)."""
+    family = backbone_family(pipe)
+    if family.prompt_length_key is None:
+        return {}
+    denoiser = getattr(pipe, "transformer", None) or pipe.unet
+    return {"max_sequence_length": int(denoiser.config[family.prompt_length_key])}
 
 
 @torch.no_grad()
@@ -86,21 +114,33 @@ def generate_frames(
     guidance_scale: float = 7.5,
     seed: int = 0,
     output_type: str = "np",
+    ip_adapter_image: Any | None = None,
+    ip_adapter_scale: float = 0.5,
 ) -> tuple[np.ndarray | torch.Tensor, dict[str, Any]]:
     """Generate (F, H, W, 3) uint8 frames (or raw latents with output_type="latent") and timings.
 
     `reference_latents` (from `encode_reference`) may be passed instead of `reference_video` to
     reuse one encoding across calls, which keeps the motion prior's overhead small.
+    `ip_adapter_image` (a PIL image or HWC uint8 array, e.g. the reference clip's middle keyframe)
+    conditions a pipeline loaded with an IP-Adapter at `ip_adapter_scale`; None: text only.
     """
-    validate_request(num_frames, height, width, steps)
+    family = backbone_family(pipe)
+    validate_request(num_frames, height, width, steps, family)
     if not 0.0 <= float(motion_strength) <= 1.0:
         raise GenerationError(f"motion_strength must be in [0, 1], got {motion_strength}")
     if method not in METHODS:
         raise GenerationError(f"unknown motion-prior method {method!r}; known: {', '.join(METHODS)}")
     if motion_strength > 0 and reference_video is None and reference_latents is None:
         raise GenerationError("motion_strength > 0 needs a reference_video or reference_latents")
-    family = backbone_family(pipe)
+    alpha = first_timestep_alpha(pipe, steps) if motion_strength > 0 and method == "noise_prior" else None
+    if alpha is not None and alpha < MIN_NOISE_PRIOR_ALPHA:
+        raise GenerationError(
+            f"method 'noise_prior' carries no reference signal with this scheduler: ᾱ at the first timestep is {alpha:.2g} "
+            "(zero terminal SNR, as in CogVideoX); use method='spectral'"
+        )
+    image_kwargs = ip_adapter_call_kwargs(pipe, ip_adapter_image, ip_adapter_scale)
     info: dict[str, Any] = {"family": family.name, "method": method, "motion_strength": float(motion_strength)}
+    info["ip_adapter_scale"] = float(ip_adapter_scale) if ip_adapter_image is not None else None
     started = time.perf_counter()
 
     generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -117,7 +157,6 @@ def generate_frames(
         if method == "spectral":
             latents = spectral_mix(latents, reference_latents, motion_strength, cutoff, layout=family.latent_layout)
         else:
-            alpha = first_timestep_alpha(pipe, steps)
             latents = noise_prior(latents, reference_latents, motion_strength, alpha, generator=generator)
         info["mix_s"] = time.perf_counter() - t0
 
@@ -133,6 +172,8 @@ def generate_frames(
         generator=generator,
         latents=latents,
         output_type="latent" if output_type == "latent" else "np",
+        **family_call_kwargs(pipe),
+        **image_kwargs,
     )
     info["pipeline_s"] = time.perf_counter() - t0
     info["total_s"] = time.perf_counter() - started
