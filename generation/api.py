@@ -2,7 +2,9 @@
 
 Reads top to bottom: SAR retrieves reference clips for the selling point → the semantic prior
 builds the prompt from them (generation/prompt.py) → the backbone generates with the best
-reference's motion injected into the initial noise (generation/pipeline.py) → the mp4 and a JSON
+reference's motion injected into the initial noise (generation/pipeline.py) and, when an
+IP-Adapter is configured (Settings.ip_adapter) for a backbone that supports it, its middle
+keyframe as an image prompt (generation/ip_adapter.py) → the mp4 and a JSON
 sidecar are written under `<data>/media/generated/` → a `GeneratedVideo` node links the clips it
 REFERENCED and the selling point it was GENERATED_FOR. If recording fails, the files are removed.
 """
@@ -17,11 +19,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from diffusers import DiffusionPipeline
+
 from kb.store import open_store
 from kdcvg.config import Settings, load_settings
-from retrieval.api import load_sar, retrieve_for_selling_point
+from retrieval.api import LoadedSar, load_sar, retrieve_for_selling_point
 
-from generation.backbones import load_backbone
+from generation.backbones import BackboneFamily, backbone_family, detect_family, load_backbone
+from generation.ip_adapter import IPAdapterFiles, loaded_ip_adapter, middle_keyframe
 from generation.pipeline import GenerationError, generate_frames, write_mp4
 from generation.prompt import PromptPlan, build_prompt, resolve_selling_point
 from generation.provenance import record_generation
@@ -42,6 +47,16 @@ class GenerationResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def load_pipeline(model_dir: Path, settings: Settings) -> DiffusionPipeline:
+    """The backbone exactly as generate() loads it (generation.generator reuses it for batches and evaluation).
+
+    The configured IP-Adapter (`settings.ip_adapter`) is loaded into families that support it.
+    """
+    family = detect_family(model_dir)
+    adapter = settings.ip_adapter if settings.ip_adapter is not None and family.ip_adapter else None
+    return load_backbone(model_dir, ip_adapter=adapter)
+
+
 def generate(
     product_id: str,
     selling_point: str,
@@ -56,14 +71,27 @@ def generate(
     steps: int = 4,
     guidance_scale: float = 7.5,
     settings: Settings | None = None,
+    ip_adapter_scale: float = 0.5,
+    pipe: DiffusionPipeline | None = None,
+    sar: LoadedSar | None = None,
+    scratch_dir: Path | None = None,
 ) -> GenerationResult:
-    """Generate a video for `product_id`'s `selling_point` (id or exact text); deterministic for a seed."""
+    """Generate a video for `product_id`'s `selling_point` (id or exact text); deterministic for a seed.
+
+    `pipe` and `sar` reuse a backbone (from `load_pipeline`) and SAR already loaded (generation.generator);
+    with `scratch_dir` the files go there and no provenance is recorded (evaluation runs stay out of the graph).
+    With an IP-Adapter loaded (`settings.ip_adapter`, AnimateDiff backbones) the best reference clip's
+    middle keyframe also conditions the video at `ip_adapter_scale`; the parameters record whether
+    image conditioning was used, and why not when an adapter is configured but cannot apply.
+    """
+    if not 0.0 <= float(ip_adapter_scale) <= 1.0:
+        raise GenerationError(f"ip_adapter_scale must be in [0, 1], got {ip_adapter_scale}")
     settings = settings or load_settings()
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
     # 1. Knowledge: the selling point, and SAR's best clips for it.
-    loaded = load_sar(settings)
+    loaded = sar or load_sar(settings)
     sp = resolve_selling_point(loaded.graph, product_id, selling_point)
     results = retrieve_for_selling_point(sp["id"], k=k, loaded=loaded)
     if not results:
@@ -83,17 +111,25 @@ def generate(
 
     # 4. Generate.
     t = time.perf_counter()
-    pipe = load_backbone(model_dir)
+    if pipe is None:
+        pipe = load_pipeline(model_dir, settings)
     timings["load_model_s"] = time.perf_counter() - t
+    # Image prior: the same clip's middle keyframe, through the IP-Adapter when one is loaded.
+    image_conditioning = _image_conditioning(
+        settings.ip_adapter, backbone_family(pipe), loaded_ip_adapter(pipe), reference_video, ip_adapter_scale
+    )
+    keyframe = middle_keyframe(reference_video) if image_conditioning["used"] else None
     frames, info = generate_frames(
         pipe, plan.prompt, plan.negative_prompt, reference_video=reference_video, motion_strength=motion_strength,
         num_frames=num_frames, height=height, width=width, steps=steps, guidance_scale=guidance_scale, seed=seed,
+        ip_adapter_image=keyframe, ip_adapter_scale=ip_adapter_scale,
     )  # fmt: skip
     timings.update({key: value for key, value in info.items() if key.endswith("_s")})
     parameters = {
         "k": k, "seed": seed, "motion_strength": motion_strength, "num_frames": num_frames, "height": height,
         "width": width, "steps": steps, "guidance_scale": guidance_scale, "fps": FPS,
         "reference_video": str(reference_video.relative_to(settings.media_dir)) if reference_video and reference_video.is_relative_to(settings.media_dir) else None,
+        "image_conditioning": image_conditioning,
     }  # fmt: skip
 
     # 5. Files, then provenance; files are removed again if the graph write fails.
@@ -101,7 +137,7 @@ def generate(
     fingerprint = hashlib.sha256(json.dumps([product_id, sp["id"], model_id, parameters], sort_keys=True).encode()).hexdigest()[:10]
     video_id = f"gv-{fingerprint}-{uuid.uuid4().hex[:8]}"  # same request twice = two videos, two records
     relative = f"generated/{video_id}.mp4"
-    video_path = write_mp4(frames, settings.media_dir / relative, fps=FPS)
+    video_path = write_mp4(frames, (Path(scratch_dir) if scratch_dir else settings.media_dir / "generated") / f"{video_id}.mp4", fps=FPS)
     timings["total_s"] = time.perf_counter() - started
     sidecar = video_path.with_suffix(".json")
     sidecar.write_text(
@@ -109,6 +145,8 @@ def generate(
                     "reference_clips": references, "parameters": parameters, "timings": timings}, indent=2, ensure_ascii=False),
         encoding="utf-8",
     )  # fmt: skip
+    if scratch_dir is not None:
+        return GenerationResult(video_id, video_path, sidecar, plan, references, parameters, timings)
     try:
         with open_store(settings) as store:
             record_generation(
@@ -120,3 +158,23 @@ def generate(
         sidecar.unlink(missing_ok=True)
         raise
     return GenerationResult(video_id, video_path, sidecar, plan, references, parameters, timings)
+
+
+def _image_conditioning(
+    configured: Path | None, family: BackboneFamily, adapter: IPAdapterFiles | None, reference_video: Path | None,
+    scale: float,
+) -> dict[str, Any]:
+    """What the provenance records about the IP-Adapter prior: used or not, adapter, scale, keyframe, or why not."""
+    record: dict[str, Any] = {"used": False, "adapter": None, "scale": None, "keyframe": None, "reason": None}
+    if adapter is None and configured is None:
+        record["reason"] = "no IP-Adapter configured"
+    elif adapter is None:
+        record["reason"] = (
+            f"{family.name} backbones do not support IP-Adapter" if not family.ip_adapter
+            else "the backbone was loaded without the configured IP-Adapter"
+        )
+    elif reference_video is None:
+        record["reason"] = "no retrieved reference clip has a video file"
+    else:
+        record.update(used=True, adapter=adapter.weight_name, scale=float(scale), keyframe="middle")
+    return record

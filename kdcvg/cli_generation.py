@@ -1,22 +1,48 @@
-"""`kdcvg generate`: a knowledge-referenced video for a product's selling point (registered by kdcvg.cli)."""
+"""`kdcvg generate` (one video, or a batch file) and `kdcvg generation ...`: MKR from the command line.
+
+`generate` and `generation_app` are registered on the main app by kdcvg.cli. The backbone is
+`--model`, else `Settings.generation_model_dir` (`KDCVG_GENERATION_MODEL`, default
+`<data>/models/mkr-demo`); a missing folder is one clear error saying how to get one.
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import IO, Annotated, Any, Optional
 
 import typer
+from rich.table import Table
 
-from kdcvg.cli_common import out, settings
+from kdcvg.cli_common import err, fail, out, settings
 from kdcvg.cli_retrieval import retrieval_errors
+
+generation_app = typer.Typer(help="MKR: knowledge-referenced video generation (evaluation, demo backbone).", no_args_is_help=True)
+
+ModelOption = Annotated[
+    Optional[Path],
+    typer.Option(help="Local diffusers pipeline directory (default: settings' generation_model, <data>/models/mkr-demo)."),
+]
+
+
+def _model_dir(model: Path | None) -> Path:
+    """The backbone folder to use, checked to exist (else exit 2 with how to get one)."""
+    from generation.generator import require_model_dir
+
+    with retrieval_errors():
+        return require_model_dir(model or settings().generation_model_dir)
+    raise AssertionError("unreachable")
 
 
 def generate(
-    product: Annotated[str, typer.Option(help="Product id.")],
-    selling_point: Annotated[str, typer.Option("--selling-point", help="Selling point id, or its exact text.")],
-    model: Annotated[Path, typer.Option(envvar="KDCVG_GENERATION_MODEL", help="Local diffusers pipeline directory.")],
+    product: Annotated[Optional[str], typer.Option(help="Product id.")] = None,
+    selling_point: Annotated[Optional[str], typer.Option("--selling-point", help="Selling point id, or its exact text.")] = None,
+    batch: Annotated[
+        Optional[Path], typer.Option(help="JSON-lines request file (see generation.batch); options below are its defaults.")
+    ] = None,
+    model: ModelOption = None,
     k: Annotated[int, typer.Option("-k", help="Reference clips retrieved (1-100).")] = 3,
     seed: Annotated[int, typer.Option(min=0)] = 0,
     motion_strength: Annotated[float, typer.Option(help="0 = plain text-to-video; 1 = strongest motion prior.")] = 0.5,
@@ -24,13 +50,27 @@ def generate(
     size: Annotated[int, typer.Option(help="Width and height in pixels (multiple of 8).")] = 64,
     steps: Annotated[int, typer.Option(help="Denoising steps.")] = 4,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    out_file: Annotated[
+        Optional[Path], typer.Option("--out", help="With --batch: write the JSON-lines results here, not to stdout.")
+    ] = None,
 ) -> None:
     """Retrieve reference clips, build the prompt, generate with their motion, record provenance."""
+    if batch is not None:
+        if product is not None or selling_point is not None:
+            fail("give --batch or --product/--selling-point, not both", 2)
+        defaults = {"k": k, "seed": seed, "motion_strength": motion_strength, "frames": frames, "size": size, "steps": steps}
+        _generate_batch(batch, _model_dir(model), defaults, out_file)
+        return
+    if product is None or selling_point is None:
+        fail("give --product and --selling-point (or --batch FILE)", 2)
+    if out_file is not None:
+        fail("--out goes with --batch (use --json for one video)", 2)
     from generation.api import generate as run
 
+    model_dir = _model_dir(model)
     with retrieval_errors():
         result = run(
-            product, selling_point, model_dir=model, k=k, seed=seed, motion_strength=motion_strength,
+            product, selling_point, model_dir=model_dir, k=k, seed=seed, motion_strength=motion_strength,
             num_frames=frames, height=size, width=size, steps=steps, settings=settings(),
         )  # fmt: skip
     if as_json:
@@ -40,3 +80,110 @@ def generate(
     out.print(f"video: {result.video_path}", highlight=False)
     out.print(f"prompt: {result.prompt.prompt}", highlight=False)
     out.print(f"references: {', '.join(result.reference_clips)}; provenance: GeneratedVideo {result.video_id}", highlight=False)
+
+
+def _generate_batch(path: Path, model_dir: Path, defaults: dict[str, Any], out_file: Path | None) -> None:
+    """Validate the whole file, load once, generate each request; JSON lines out, failures named, exit 1 if any."""
+    from generation.backbones import backbone_family
+    from generation.batch import BatchError, check_requests, read_requests, run_batch
+    from generation.generator import Generator
+
+    try:
+        requests = read_requests(path, defaults)
+    except BatchError as error:
+        fail(f"{len(error.problems)} problem(s), nothing generated:\n" + "\n".join(error.problems), 2)
+    with retrieval_errors():
+        generator = Generator(model_dir, settings())
+    try:
+        check_requests(path, requests, generator.sar.graph, backbone_family(generator.pipe))
+    except BatchError as error:
+        fail(f"{len(error.problems)} problem(s), nothing generated:\n" + "\n".join(error.problems), 2)
+    stream: IO[str] = out_file.open("w", encoding="utf-8") if out_file is not None else sys.stdout
+
+    def emit(record: dict[str, Any]) -> None:
+        stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        stream.flush()
+
+    try:
+        results = run_batch(generator, requests, emit, progress=sys.stderr.isatty())
+    finally:
+        if out_file is not None:
+            stream.close()
+    failed = [r for r in results if not r["ok"]]
+    err.print(
+        f"{len(results) - len(failed)} of {len(results)} video(s) generated" + (f"; results in {out_file}" if out_file else ""),
+        highlight=False,
+    )
+    if failed:
+        names = "\n".join(
+            f"{path}:{r['line']} ({r['request']['product']}, {r['request']['selling_point']!r}): {r['error']}" for r in failed
+        )
+        fail(f"{len(failed)} request(s) failed:\n{names}", 1)
+
+
+@generation_app.command("eval")
+def evaluate(
+    selling_points: Annotated[
+        Optional[str],
+        typer.Option("--selling-points", help="Selling point ids: a file (one per line) or a comma-separated list."),
+    ] = None,
+    count: Annotated[int, typer.Option("-n", min=1, help="Without --selling-points: this many, SAR's held-out ones first.")] = 5,
+    sample_seed: Annotated[int, typer.Option(help="Seed of the draw of default selling points.")] = 0,
+    seeds: Annotated[str, typer.Option(help="Generation seeds, comma-separated; both variants use the same.")] = "0,1",
+    model: ModelOption = None,
+    k: Annotated[int, typer.Option("-k", help="Reference clips retrieved (1-100).")] = 3,
+    motion_strength: Annotated[float, typer.Option(min=0.0, max=1.0, help="MKR's motion prior strength (> 0).")] = 0.5,
+    frames: Annotated[int, typer.Option(help="Frames (1-64).")] = 8,
+    size: Annotated[int, typer.Option(help="Width and height in pixels (multiple of 8).")] = 64,
+    steps: Annotated[int, typer.Option(help="Denoising steps.")] = 4,
+    videos_dir: Annotated[
+        Optional[Path], typer.Option(help="Where the evaluation videos go (default: <data>/cache/generation-eval/<time>).")
+    ] = None,
+    out_file: Annotated[
+        Optional[Path], typer.Option("--out", help="Write the full report (every pair, every metric) as JSON here.")
+    ] = None,
+) -> None:
+    """MKR (knowledge prompt + motion prior) vs the same backbone without knowledge: mean ± std and paired differences."""
+    from generation.evaluate import default_videos_dir, evaluate_generation, parse_selling_points, pick_selling_points, table_rows
+    from generation.generator import Generator
+    from retrieval.clip_image import clip_encoder_from_settings
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        fail(f"--seeds must be comma-separated integers, got {seeds!r}", 2)
+    if not seed_list or min(seed_list) < 0:
+        fail(f"--seeds must be one or more integers >= 0, got {seeds!r}", 2)
+    config = settings()
+    model_dir = _model_dir(model)
+    with retrieval_errors():
+        clip_encoder = clip_encoder_from_settings(config)
+        generator = Generator(model_dir, config)
+        graph = generator.sar.graph
+        if selling_points is not None:
+            ids = parse_selling_points(selling_points, graph)
+        else:
+            ids = pick_selling_points(graph, generator.sar.meta.get("train_selling_points"), count, sample_seed)
+        report = evaluate_generation(
+            generator, ids, seeds=seed_list, videos_dir=videos_dir or default_videos_dir(config.cache_dir), clip_encoder=clip_encoder,
+            k=k, motion_strength=motion_strength, num_frames=frames, size=size, steps=steps, progress=sys.stderr.isatty(),
+        )  # fmt: skip
+    if out_file is not None:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    pairs = len(report["pairs"])
+    table = Table(title=f"{len(ids)} selling point(s) × {len(seed_list)} seed(s) = {pairs} pair(s), mean ± std; "
+                  "plain = same backbone without knowledge; MKR − plain paired by selling point and seed")  # fmt: skip
+    for header in ("metric", "MKR", "plain", "MKR − plain", "pairs"):
+        table.add_column(header, no_wrap=True)
+    for row in table_rows(report):
+        table.add_row(*row)
+    out.print(table)
+    for reason in report["unavailable"].values():
+        out.print(reason, highlight=False)
+    for skipped in report["skipped"]:
+        out.print(f"skipped {skipped['selling_point']} seed {skipped['seed']}: {skipped['error']}", highlight=False)
+    out.print(
+        f"videos (no provenance recorded): {report['videos_dir']}" + (f"; report: {out_file}" if out_file else ""),
+        highlight=False,
+    )

@@ -13,12 +13,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner, Result
 
 from kb import migrate
 from kb.interchange import export_ackb
 from kb.ladybug_store import LadybugStore
 from kb.store import GraphStore
 from kb.synthetic import synthetic_ackb
+from kdcvg.config import Settings, load_settings
+
+MKR_PRODUCTS = "thermopeak-insulated-bottle,airbeat-wireless-earbuds,aquasonic-electric-toothbrush"
+TINY_CLIP = "KdcvgTinyClip32"
 
 
 def _docker_answers() -> bool:
@@ -120,3 +125,64 @@ def reopen_read_only(store: GraphStore, request: pytest.FixtureRequest):  # noqa
         return Neo4jStore(uri, user=user, password=password, read_only=True)
 
     return reopen
+
+
+@pytest.fixture(scope="session")
+def mkr_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path]:
+    """A small demo ACKB with a trained SAR checkpoint, and a tiny random-weight AnimateDiff (shared by MKR tests)."""
+    from generation.tiny import write_tiny_animatediff
+    from kdcvg.cli import app
+
+    root = tmp_path_factory.mktemp("mkr")
+    env = {"KDCVG_DATA": str(root / "data"), "XDG_CONFIG_HOME": str(root / "config")}
+    runner = CliRunner()
+    for args in (["kb", "demo", "--products", MKR_PRODUCTS, "--clips-per-product", "6"], ["retrieval", "train", "--epochs", "5"]):
+        result = runner.invoke(app, args, env=env)
+        assert result.exit_code == 0, result.output
+    settings = load_settings(environ=env, config_file=root / "absent.toml")
+    return settings, write_tiny_animatediff(root / "tiny-animatediff")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """(model name, checkpoint) of a tiny random-weight open_clip model registered from a JSON config (32-px images)."""
+    import json
+
+    import open_clip
+    import torch
+
+    base = tmp_path_factory.mktemp("tiny-clip")
+    (base / "configs").mkdir()
+    config = {
+        "embed_dim": 16,
+        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+    }
+    (base / "configs" / f"{TINY_CLIP}.json").write_text(json.dumps(config))
+    open_clip.add_model_config(base / "configs")
+    torch.manual_seed(0)
+    torch.save(open_clip.create_model(TINY_CLIP).state_dict(), base / "ckpt.pt")
+    return TINY_CLIP, base / "ckpt.pt"
+
+
+def generated_state(settings: Settings) -> tuple[list[str], list[str]]:
+    """Files under media/generated and the GeneratedVideo ids: equal states mean nothing was generated or recorded."""
+    from kb.store import open_store
+
+    folder = settings.media_dir / "generated"
+    files = sorted(p.name for p in folder.glob("*")) if folder.is_dir() else []
+    with open_store(settings, read_only=True) as store:
+        nodes = [row[0] for row in store.query("MATCH (g:GeneratedVideo) RETURN g.id ORDER BY g.id").rows]
+    return files, nodes
+
+
+def kdcvg_in(settings: Settings, *args: str, generation_model: Path | None = None) -> Result:
+    """Run the `kdcvg` CLI in-process on `settings`' data directory (no config file; backbone setting as given)."""
+    from kdcvg.cli import app
+
+    env = {
+        "KDCVG_DATA": str(settings.data_dir),
+        "XDG_CONFIG_HOME": str(settings.data_dir.parent / "config"),
+        "KDCVG_GENERATION_MODEL": str(generation_model or ""),
+    }
+    return CliRunner().invoke(app, list(args), env=env)

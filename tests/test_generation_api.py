@@ -8,43 +8,18 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from generation.api import generate
 from generation.backbones import BackboneError
 from generation.pipeline import GenerationError
-from generation.tiny import write_tiny_animatediff
 from kb.motion import measure_motion
 from kb.store import NotFoundError, open_store
-from kdcvg.cli import app
-from kdcvg.config import Settings, load_settings
-
-PRODUCTS = "thermopeak-insulated-bottle,airbeat-wireless-earbuds,aquasonic-electric-toothbrush"
+from kdcvg.config import Settings
+from tests.conftest import generated_state as _generated
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path]:
-    """A small demo ACKB with a trained SAR checkpoint, and a tiny random-weight AnimateDiff."""
-    root = tmp_path_factory.mktemp("mkr")
-    env = {"KDCVG_DATA": str(root / "data"), "XDG_CONFIG_HOME": str(root / "config")}
-    runner = CliRunner()
-    for args in (["kb", "demo", "--products", PRODUCTS, "--clips-per-product", "6"], ["retrieval", "train", "--epochs", "5"]):
-        result = runner.invoke(app, args, env=env)
-        assert result.exit_code == 0, result.output
-    settings = load_settings(environ=env, config_file=root / "absent.toml")
-    return settings, write_tiny_animatediff(root / "tiny-animatediff")
-
-
-def _generated(settings: Settings) -> tuple[list[str], list[str]]:
-    folder = settings.media_dir / "generated"
-    files = sorted(p.name for p in folder.glob("*")) if folder.is_dir() else []
-    with open_store(settings, read_only=True) as store:
-        nodes = [row[0] for row in store.query("MATCH (g:GeneratedVideo) RETURN g.id ORDER BY g.id").rows]
-    return files, nodes
-
-
-def test_generate_writes_video_sidecar_and_provenance(world: tuple[Settings, Path]) -> None:
-    settings, model = world
+def test_generate_writes_video_sidecar_and_provenance(mkr_world: tuple[Settings, Path]) -> None:
+    settings, model = mkr_world
     result = generate("prod-thermopeak-insulated-bottle", "Leak-proof lid", model_dir=model, k=3, seed=7, settings=settings)
     motion = measure_motion(result.video_path)
     assert motion["num_frames"] == 8 and motion["width"] == 64 and motion["height"] == 64
@@ -62,8 +37,8 @@ def test_generate_writes_video_sidecar_and_provenance(world: tuple[Settings, Pat
     assert {(text, seed, path) for *_, text, seed, path in rows} == {("Leak-proof lid", 7, f"generated/{result.video_id}.mp4")}
 
 
-def test_same_seed_same_frames_and_strength_zero_differs_from_prior(world: tuple[Settings, Path]) -> None:
-    settings, model = world
+def test_same_seed_same_frames_and_strength_zero_differs_from_prior(mkr_world: tuple[Settings, Path]) -> None:
+    settings, model = mkr_world
     first = generate("prod-airbeat-wireless-earbuds", "Active noise cancellation", model_dir=model, seed=3, settings=settings)
     second = generate("prod-airbeat-wireless-earbuds", "Active noise cancellation", model_dir=model, seed=3, settings=settings)
     plain = generate("prod-airbeat-wireless-earbuds", "Active noise cancellation", model_dir=model, seed=3, motion_strength=0.0, settings=settings)
@@ -82,17 +57,64 @@ def test_same_seed_same_frames_and_strength_zero_differs_from_prior(world: tuple
         ({"product_id": "prod-thermopeak-insulated-bottle", "selling_point": "Leak-proof lid", "k": 0}, ValueError, "k must be"),
     ],
 )
-def test_bad_input_writes_nothing(world: tuple[Settings, Path], kwargs: dict, error: type, message: str) -> None:
-    settings, model = world
+def test_bad_input_writes_nothing(mkr_world: tuple[Settings, Path], kwargs: dict, error: type, message: str) -> None:
+    settings, model = mkr_world
     before = _generated(settings)
     with pytest.raises(error, match=message):
         generate(model_dir=model, settings=settings, **kwargs)
     assert _generated(settings) == before
 
 
-def test_missing_model_directory_is_a_clear_error(world: tuple[Settings, Path], tmp_path: Path) -> None:
-    settings, _ = world
+def test_missing_model_directory_is_a_clear_error(mkr_world: tuple[Settings, Path], tmp_path: Path) -> None:
+    settings, _ = mkr_world
     before = _generated(settings)
     with pytest.raises(BackboneError, match="no-model-here"):
         generate("prod-thermopeak-insulated-bottle", "Leak-proof lid", model_dir=tmp_path / "no-model-here", settings=settings)
     assert _generated(settings) == before
+
+
+def test_ip_adapter_keyframe_conditioning_is_used_and_recorded(mkr_world: tuple[Settings, Path], tmp_path: Path) -> None:
+    from generation.tiny import write_tiny_ip_adapter
+
+    settings, model = mkr_world
+    adapter_settings = settings.model_copy(update={"ip_adapter": write_tiny_ip_adapter(tmp_path / "ip-adapter", model)})
+    request = {"product_id": "prod-aquasonic-electric-toothbrush", "model_dir": model, "seed": 4, "steps": 2, "num_frames": 4, "height": 32, "width": 32}
+    plain = generate(selling_point=_first_selling_point(settings), settings=settings, **request)
+    with_image = generate(selling_point=_first_selling_point(settings), settings=adapter_settings, **request)
+    text_only = json.loads(plain.sidecar_path.read_text())["parameters"]["image_conditioning"]
+    assert text_only == {"used": False, "adapter": None, "scale": None, "keyframe": None, "reason": "no IP-Adapter configured"}
+    recorded = with_image.parameters["image_conditioning"]
+    assert recorded == {"used": True, "adapter": "ip-adapter_tiny.safetensors", "scale": 0.5, "keyframe": "middle", "reason": None}
+    assert with_image.reference_clips == plain.reference_clips
+    assert not np.array_equal(iio.imread(with_image.video_path, index=None), iio.imread(plain.video_path, index=None))
+    with open_store(settings, read_only=True) as store:
+        stored = store.query("MATCH (g:GeneratedVideo {id: $id}) RETURN g.parameters", {"id": with_image.video_id}).rows[0][0]
+    assert json.loads(stored)["image_conditioning"]["used"] is True
+    with pytest.raises(GenerationError, match="ip_adapter_scale"):
+        generate(selling_point=_first_selling_point(settings), settings=adapter_settings, ip_adapter_scale=2.0, **request)
+
+
+def _first_selling_point(settings: Settings) -> str:
+    """The id of the toothbrush's first selling point in the demo graph."""
+    with open_store(settings, read_only=True) as store:
+        rows = store.query(
+            "MATCH (p:Product {id: 'prod-aquasonic-electric-toothbrush'})-[:HAS_SELLING_POINT]->(s:SellingPoint) RETURN s.id ORDER BY s.id"
+        ).rows
+    return rows[0][0]
+
+
+def test_cogvideox_backbone_end_to_end_skips_the_adapter_and_says_why(mkr_world: tuple[Settings, Path], tmp_path: Path) -> None:
+    from generation.tiny import write_tiny_cogvideox
+
+    settings, _ = mkr_world
+    model = write_tiny_cogvideox(tmp_path / "tiny-cogvideox")
+    configured = settings.model_copy(update={"ip_adapter": tmp_path / "any-adapter"})  # never read for CogVideoX
+    result = generate(
+        "prod-thermopeak-insulated-bottle", "Leak-proof lid", model_dir=model, seed=2, steps=2, num_frames=9, height=32,
+        width=32, settings=configured,
+    )  # fmt: skip
+    assert measure_motion(result.video_path)["num_frames"] == 9
+    assert result.parameters["image_conditioning"]["used"] is False
+    assert result.parameters["image_conditioning"]["reason"] == "cogvideox backbones do not support IP-Adapter"
+    with pytest.raises(GenerationError, match="4·k \\+ 1"):
+        generate("prod-thermopeak-insulated-bottle", "Leak-proof lid", model_dir=model, num_frames=8, settings=settings)
