@@ -16,8 +16,9 @@ import typer
 from rich.table import Table
 
 from kdcvg.cli_common import fail, handled_errors, opened_store, out, settings
-from kdcvg.cli_generation import generate
+from kdcvg.cli_generation import generate, generation_app
 from kdcvg.cli_retrieval import retrieval_app, retrieve
+from kdcvg.cli_ui import ui_app
 
 app = typer.Typer(help="KD-CVG: knowledge-driven creative video generation.", no_args_is_help=True, add_completion=False)
 kb_app = typer.Typer(help="The Advertising Creative Knowledge Base (ACKB).", no_args_is_help=True)
@@ -202,8 +203,10 @@ def cypher(
 
 
 app.add_typer(retrieval_app, name="retrieval")
+app.add_typer(ui_app, name="ui")
 app.command("retrieve")(retrieve)
 app.command("generate")(generate)
+app.add_typer(generation_app, name="generation")
 
 
 def main() -> None:

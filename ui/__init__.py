@@ -1,1 +1,1 @@
-"""The annotators' Streamlit app (issue 5; not built yet)."""
+"""The annotators' Streamlit curation app (issue 5): `kdcvg ui`; see docs/ui.md."""

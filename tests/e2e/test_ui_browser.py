@@ -1,0 +1,95 @@
+"""The annotator's round trip in a real browser: `kdcvg ui` served, headless Debian Chromium driven by Playwright.
+
+Sign in, find a product, link a clip to a selling point, approve it in the review queue, see the
+audit row; then stop the server and check the graph itself. Hostile text is shown literally and
+runs nothing. Skipped (with the reason) only where /usr/bin/chromium is absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kb.audit import list_audit
+from kb.store import open_store
+from kdcvg.config import load_settings
+from ui.browser import CHROMIUM, AppPage, chromium_page, served_app
+from ui.sandbox import USERS, copied_sandbox, template_dir
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install chromium)"),
+]
+
+HOSTILE = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+
+
+def test_annotator_round_trip_in_a_browser(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    env = copied_sandbox(template_dir(tmp_path_factory.getbasetemp() / "ui-sandbox"), tmp_path / "sandbox")
+    settings = load_settings(environ=env)
+    with open_store(settings, read_only=True) as store:
+        pair = store.query(
+            "MATCH (p:Product)-[:HAS_SELLING_POINT]->(s:SellingPoint), (c:CreativeClip)-[:FEATURES]->(p) "
+            "WHERE NOT (c)-[:ILLUSTRATES]->(s) RETURN p.name, s.id, s.text, c.id ORDER BY s.id, c.id LIMIT 1"
+        ).rows[0]
+    product, point, point_text, clip = pair
+    dialogs: list[str] = []
+    with served_app(env, tmp_path / "server.log") as url, chromium_page() as page:
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        app = AppPage(page, url)
+        try:
+            injected = round_trip(app, product, point, clip, tmp_path)
+        finally:
+            page.screenshot(path=str(tmp_path / "last.png"), full_page=True)
+    print(f"screenshots: {tmp_path}")
+    assert dialogs == [] and injected == 0
+    with open_store(settings, read_only=True) as store:
+        link = store.query("MATCH (c:CreativeClip {id: $c})-[r:ILLUSTRATES]->(s:SellingPoint {id: $s}) RETURN r.status, r.annotator", {"c": clip, "s": point}).rows
+        events = list_audit(store, entity_id=f"{clip}->{point}").events
+        created = store.query("MATCH (p:Product) WHERE p.name = $n RETURN count(p)", {"n": HOSTILE}).rows
+    assert link == [["approved", "rev"]]
+    assert [(e.actor, e.action) for e in events] == [("rev", "set_status"), ("rev", "link")]
+    assert created == [[1]] and point_text
+    assert (tmp_path / "audit-after-approval.png").stat().st_size > 10_000
+
+
+def round_trip(app: AppPage, product: str, point: str, clip: str, out: Path) -> int:
+    """The user's steps; returns how many injected script/img elements carrying the hostile code exist."""
+    page = app.page
+    app.sign_in("rev", USERS["rev"][0])
+    app.open("Curate", "Curate the ACKB")
+    app.tab("Links")
+    app.type_into("Find a product (name, brand or id)", product.split()[0])
+    app.choose("Product", product)
+    app.choose("Selling point", point)
+    app.type_into("Find a clip (id or caption words)", clip)
+    app.choose("Clip", clip)
+    app.click("Link clip")
+    app.shows(f"linked {clip} to {point} as proposed")
+
+    app.open("Review queue", "Review queue")
+    app.type_into("Find a product (name, brand or id)", product.split()[0])
+    app.choose("Product", product)
+    app.choose("Selling point", point)
+    page.locator(f".st-key-link_{clip}_{point}_accept button").click()  # Streamlit marks a widget with its key
+    app.idle()
+
+    app.open("Audit trail", "Audit trail")
+    app.type_into("Record id (a link: clip->selling point)", f"{clip}->{point}")
+    app.shows(f"set_status ILLUSTRATES {clip}->{point}")
+    page.screenshot(path=str(out / "audit-after-approval.png"), full_page=True)
+
+    app.open("Curate", "Curate the ACKB")
+    app.tab("Products")
+    page.locator(".st-key-cur_products_mode").get_by_text("Create", exact=True).click()
+    app.idle()
+    app.visible(page.get_by_label("Name", exact=True)).fill(HOSTILE)
+    app.click("Create Product")
+    app.open("Browse", "Browse the ACKB")
+    app.type_into("Search products (name, brand or id)", "onerror")
+    page.get_by_test_id("stDataFrame").first.wait_for()
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(out / "browse-hostile-name.png"), full_page=True)
+    injected = page.evaluate("() => [...document.querySelectorAll('img[src=\"x\"], script')].filter(e => (e.outerHTML || '').includes('alert')).length")
+    return injected

@@ -1,0 +1,108 @@
+"""Generate: pick a product and selling point, run MKR (`generation.api.generate`), watch the video and its provenance.
+
+Provenance is read back from the graph (`GeneratedVideo` -REFERENCED-> clips, -GENERATED_FOR->
+selling point), so the page shows what was recorded, for this run and for earlier ones.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import streamlit as st
+
+from generation.api import generate
+from kb import repository as repo
+from kb.store import GraphStore, Row
+from ui import state
+from ui.render import md_escape
+from ui.widgets import point_chooser, show_video
+
+generated_videos = repo.NodeRepository("GeneratedVideo")
+HISTORY = 5
+
+
+def provenance(store: GraphStore, video_id: str) -> tuple[Row, list[Row]]:
+    """A GeneratedVideo and its reference clips (rank order), each with the clip's motion."""
+    around = generated_videos.neighbourhood(store, video_id)
+    references = sorted(
+        (link for link in around["relationships"] if link["type"] == "REFERENCED"), key=lambda link: link["properties"].get("rank") or 0
+    )
+    rows = []
+    for link in references:
+        clip = link["node"]
+        motion = next((m["node"] for m in repo.clips.neighbourhood(store, clip["id"])["relationships"] if m["type"] == "HAS_MOTION"), None)
+        rows.append({"rank": link["properties"].get("rank"), "clip": clip, "motion": motion})
+    return around["node"], rows
+
+
+def show_provenance(store: GraphStore, media_dir: Path, video_id: str) -> None:
+    """The video, then which model, prompt, seed and parameters made it, and from which clips and motion."""
+    video, references = provenance(store, video_id)
+    left, right = st.columns([1, 1])
+    with left:
+        show_video(media_dir, video.get("video_path"))
+    with right:
+        st.markdown(f"**{md_escape(video['id'])}**")
+        st.caption(md_escape(f"model: {video['model_id']} · seed: {video['seed']} · made: {video['created_at']}"))
+        st.text("prompt: " + (video.get("prompt") or ""))
+        if video.get("negative_prompt"):
+            st.text("negative prompt: " + video["negative_prompt"])
+        if references:
+            best = references[0]["motion"]
+            st.caption(md_escape(f"motion prior from the best reference: {best['name'] if best else 'none'}"))
+        with st.expander("parameters and timings"):
+            st.json({"parameters": json.loads(video.get("parameters") or "{}"), "timings": json.loads(video.get("timings") or "{}")})
+    if references:
+        st.markdown("**Reference clips** (rank 1 = best)")
+        columns = st.columns(len(references))
+        for column, reference in zip(columns, references):
+            with column:
+                show_video(media_dir, reference["clip"].get("video_path"))
+                motion = reference["motion"]["name"] if reference["motion"] else "—"
+                st.caption(md_escape(f"#{reference['rank']} {reference['clip']['id']} · motion: {motion}"))
+                st.text(reference["clip"].get("caption") or "")
+
+
+def page() -> None:
+    """Choose what to generate, run it, and show results."""
+    state.require("generate")
+    shared = state.shared_store()
+    media_dir = shared.settings.media_dir
+    st.header("Generate a video")
+    with shared.use() as store:
+        product, point = point_chooser(store, "gen")
+    if product is None or point is None:
+        return
+    with st.expander("Model and settings"):
+        model_dir = st.text_input("Model directory (a local diffusers AnimateDiff)", value=str(shared.settings.generation_model_dir), key="gen_model")
+        first, second, third = st.columns(3)
+        k = first.number_input("Reference clips (k)", 1, 10, 3, key="gen_k")
+        seed = second.number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
+        strength = third.slider("Motion strength", 0.0, 1.0, 0.5, key="gen_strength")
+        frames = first.number_input("Frames", 2, 64, 8, key="gen_frames")
+        steps = second.number_input("Steps", 1, 100, 4, key="gen_steps")
+        size = third.select_slider("Size (pixels)", [64, 128, 256, 512], 64, key="gen_size")
+    if st.button("Generate", type="primary", key="gen_run"):
+        try:
+            with st.spinner("Retrieving references and generating…"), shared.released() as settings:
+                result = generate(
+                    product["id"], point["id"], model_dir=Path(model_dir), k=int(k), seed=int(seed), motion_strength=float(strength),
+                    num_frames=int(frames), height=int(size), width=int(size), steps=int(steps), settings=settings,
+                )  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - generation can fail in many libraries; show why, keep the page
+            st.error(md_escape(f"generation failed: {exc}"))
+        else:
+            st.session_state["gen_last"] = result.video_id
+            st.success(md_escape(f"generated {result.video_id} in {result.timings.get('total_s', 0):.1f} s"))
+    with shared.use() as store:
+        earlier = generated_videos.list(store, related_to=("GENERATED_FOR", point["id"]), limit=repo.MAX_PAGE).items
+        latest = sorted(earlier, key=lambda v: v["created_at"], reverse=True)[:HISTORY]
+        if not latest:
+            st.info("No video has been generated for this selling point yet.")
+        for video in latest:
+            st.divider()
+            show_provenance(store, media_dir, video["id"])
+
+
+page()

@@ -1,0 +1,103 @@
+"""Review queue: SAR's proposals for a selling point side by side with their videos and scores; accept/reject.
+
+Proposals are `proposed` ILLUSTRATES links (written by `kdcvg retrieve --propose`, or here with
+"Ask SAR"). A judgement sets the link's status to approved/rejected with the reviewer as
+annotator: exactly what `kdcvg retrieval feedback` (REINFORCE) reads as annotators' feedback.
+Keyboard: the first proposal in the queue takes A (accept) and X (reject); Tab moves between
+the buttons of the others, Enter/Space presses one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from kb import browse
+from kb.curation import Curator
+from kb.store import Row
+from retrieval.api import load_sar, retrieve_for_selling_point
+from ui import state
+from ui.forms import judge, link_state_key
+from ui.render import md_escape
+from ui.widgets import point_chooser, show_video
+
+COLUMNS = 3
+MAX_SHOWN = 24
+
+
+def ask_sar(point: Row, k: int) -> None:
+    """Retrieve k clips for the selling point with the latest SAR checkpoint; new ones become proposed links.
+
+    A link's score must lie in [0, 1], so SAR's cosine score is stored clamped (as `propose_links`
+    does); the card shows SAR's own score among the evidence.
+    """
+    user = state.current_user()
+    shared = state.shared_store()
+    try:
+        with st.spinner("Retrieving with SAR…"), shared.released() as settings:
+            results = retrieve_for_selling_point(point["id"], k=k, loaded=load_sar(settings))
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        st.error(md_escape(exc))
+        return
+    st.session_state["review_explanations"] = {r.clip_id: [f"SAR score {r.score:.3f}", *r.explanation] for r in results}
+    with shared.use() as store:
+        linked = {link["clip_id"] for link in browse.links_for_selling_point(store, point["id"])}
+        curator = Curator(store, f"sar-model (asked by {user.username})", shared.settings.media_dir)
+        new = [r for r in results if r.clip_id not in linked]
+        for result in new:  # one audited write each; an existing judgement is never touched
+            curator.link_clip(result.clip_id, point["id"], status="proposed", score=min(1.0, max(0.0, float(result.score))))
+    st.session_state["review_flash"] = f"SAR returned {len(results)} clips; {len(new)} new proposals (the others were already linked)."
+    st.rerun()  # the counts and the queue include the new proposals
+
+
+def proposal_card(media_dir: Path, link: Row, first: bool) -> None:
+    """A proposal: video, score, caption, SAR's evidence, and accept/reject buttons."""
+    key = link_state_key(link)
+    seen = st.session_state.setdefault(f"{key}_seen", link["updated_at"])
+    with st.container(border=True):
+        show_video(media_dir, link["video_path"])
+        score = "—" if link["score"] is None else f"{link['score']:.3f}"
+        st.markdown(f"**{md_escape(link['clip_id'])}** · score {score}")
+        st.text(link.get("caption") or "")
+        for line in st.session_state.get("review_explanations", {}).get(link["clip_id"], []):
+            st.caption(md_escape(line))
+        accept, reject = st.columns(2)
+        if accept.button("Accept", key=f"{key}_accept", type="primary", icon=":material/check:", shortcut="A" if first else None):
+            judge(link, "approved", seen, key)
+        if reject.button("Reject", key=f"{key}_reject", icon=":material/close:", shortcut="X" if first else None):
+            judge(link, "rejected", seen, key)
+
+
+def page() -> None:
+    """Pick a selling point, optionally ask SAR, judge the proposals."""
+    state.require("review")
+    shared = state.shared_store()
+    st.header("Review queue")
+    with shared.use() as store:
+        _, point = point_chooser(store, "review")
+    if point is None:
+        return
+    st.text(point["text"])
+    counts = point["links"]
+    st.caption(f"{counts['proposed']} proposed · {counts['approved']} approved · {counts['rejected']} rejected")
+    flash = st.session_state.pop("review_flash", None)
+    with st.expander("Ask SAR for more proposals", expanded=flash is not None):
+        if flash:
+            st.success(flash)
+        k = st.number_input("How many clips", 1, 50, 8, key="review_k")
+        if st.button("Ask SAR", key="review_ask"):
+            ask_sar(point, int(k))
+    with shared.use() as store:
+        queue = browse.links_for_selling_point(store, point["id"], status="proposed", limit=MAX_SHOWN)
+    if not queue:
+        st.info("No proposal waits for review for this selling point.")
+        return
+    st.caption("Keyboard: A accepts and X rejects the first proposal; Tab and Enter reach the others.")
+    for start in range(0, len(queue), COLUMNS):
+        for column, link in zip(st.columns(COLUMNS), queue[start : start + COLUMNS]):
+            with column:
+                proposal_card(shared.settings.media_dir, link, first=start == 0 and link is queue[0])
+
+
+page()
