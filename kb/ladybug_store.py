@@ -29,6 +29,10 @@ from kb.values import plain
 T = TypeVar("T")
 UPDATE_BATCH = 5_000
 
+# Database files open in this process. Two handles on one file in one process do not see each
+# other's writes, and a write through one was seen lost after reopening: share the open store.
+_OPEN_IN_PROCESS: set[Path] = set()
+
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "STRING": pa.string(),
     "STRING[]": pa.list_(pa.string()),
@@ -91,6 +95,12 @@ class LadybugStore(GraphStore):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.read_only = read_only
+        key = path.resolve()
+        if key in _OPEN_IN_PROCESS:
+            raise StoreError(
+                f"{path} is already open in this process: use that store (a second handle on one Ladybug "
+                "file does not see the first one's writes and can lose them)"
+            )
         try:
             self._database = ladybug.Database(str(path), read_only=read_only)
         except RuntimeError as exc:
@@ -101,6 +111,8 @@ class LadybugStore(GraphStore):
                 ) from None
             raise StoreError(f"cannot open {path}: {exc}") from None
         self._connection = ladybug.Connection(self._database)
+        _OPEN_IN_PROCESS.add(key)
+        self._key = key
 
     def _in_transaction(self, work: Callable[[_LadybugTransaction], T], begin: str) -> T:
         self._connection.execute(begin)
@@ -175,6 +187,7 @@ class LadybugStore(GraphStore):
             self._connection.close()
             self._database.close()
             self._connection = None  # type: ignore[assignment]
+            _OPEN_IN_PROCESS.discard(self._key)
 
 
 def _unwind_set(tx: _LadybugTransaction, match: str, variable: str, properties: dict[str, str], rows: Sequence[Row]) -> None:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import ValidationError
 
+from kb.audit import record_audit
+from kb.curation import link_key
 from kb.records import REL_RECORDS
 from kb.repository import RecordValidationError, validation_message
 from kb.store import GraphStore, NotFoundError, Row, Transaction
@@ -221,7 +223,8 @@ def propose_links(
     """Write `results` as proposed ILLUSTRATES links to the selling point, in one transaction.
 
     Only clips not yet linked to that selling point get a link (status "proposed", the score clamped
-    to [0, 1]); an existing link of any status is left exactly as it is. Returns how many were written.
+    to [0, 1]); an existing link of any status is left exactly as it is. Each new link gets an audit row
+    (actor `annotator`) in the same transaction. Returns how many were written.
     Unknown selling point or clip ids raise NotFoundError and write nothing.
     """
     now = utc_now()
@@ -269,6 +272,9 @@ def propose_links(
                 sp=selling_point_id,
                 **row,
             )
+            after = {"from": clip_id, "to": selling_point_id, **{k: v for k, v in row.items() if k != "clip"}}
+            record_audit(tx, actor=annotator, action="link", entity_label="ILLUSTRATES",
+                         entity_id=link_key(clip_id, selling_point_id), before=None, after=after)  # fmt: skip
             written += 1
         return written
 

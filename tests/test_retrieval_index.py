@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kb.audit import list_audit
 from kb.interchange import import_ackb
 from kb.repository import illustrates
 from kb.store import GraphStore, NotFoundError
@@ -263,8 +264,12 @@ def test_propose_links_writes_only_new_links(store: GraphStore, small_ackb: Path
     assert after[clips[2]]["status"] == "rejected" and after[clips[2]]["annotator"] == "bob"
     assert after[clips[3]] == {"clip": clips[3], "status": "proposed", "score": 1.0, "annotator": "sar-model"}
     assert after[clips[4]] == {"clip": clips[4], "status": "proposed", "score": 0.0, "annotator": "sar-model"}
+    audited = list_audit(store, action="link").events  # one audit row per new link, by the proposer
+    assert sorted(e.entity_id for e in audited) == sorted(f"{c}->{sp}" for c in (clips[3], clips[4]))
+    assert {(e.actor, e.entity_label, e.before, e.after["status"]) for e in audited} == {("sar-model", "ILLUSTRATES", None, "proposed")}
 
     assert propose_links(store, sp, results) == 0
+    assert len(list_audit(store, action="link").events) == 2
     assert _links(store, sp) == after
     graph = graph_from_store(store)
     assert len([r for r in graph.relationships["ILLUSTRATES"] if r["to"] == sp]) == len(after)

@@ -157,3 +157,22 @@ def test_statement_after_a_failed_statement_is_refused(store: GraphStore) -> Non
     with pytest.raises(StoreError):
         store.write(work)
     assert [c["id"] for c in repo.categories.list(store).items] == ["a"]  # neither b nor c was committed
+
+
+def test_ladybug_refuses_a_second_handle_on_an_open_file(store: GraphStore) -> None:
+    """Two handles on one Ladybug file in one process don't see each other's writes: the second is refused."""
+    if store.dialect != "ladybug":
+        pytest.skip("a Ladybug-only rule: Neo4j sessions share one server")
+    from kb.ladybug_store import LadybugStore
+
+    repo.categories.create(store, {"id": "cat-1", "name": "Drinkware"})
+    with pytest.raises(StoreError, match="already open in this process"):
+        LadybugStore(store.path)
+    with pytest.raises(StoreError, match="already open in this process"):
+        LadybugStore(store.path, read_only=True)
+    store.close()
+    reopened = LadybugStore(store.path, read_only=True)  # closed: opening again is fine, and the write is there
+    try:
+        assert repo.categories.get(reopened, "cat-1")["name"] == "Drinkware"
+    finally:
+        reopened.close()

@@ -14,9 +14,9 @@ from pathlib import Path
 import streamlit as st
 
 from kb import browse
-from kb.curation import Curator
 from kb.store import Row
 from retrieval.api import load_sar, retrieve_for_selling_point
+from retrieval.service import propose_links
 from ui import state
 from ui.forms import judge, link_state_key
 from ui.render import md_escape
@@ -29,8 +29,9 @@ MAX_SHOWN = 24
 def ask_sar(point: Row, k: int) -> None:
     """Retrieve k clips for the selling point with the latest SAR checkpoint; new ones become proposed links.
 
-    A link's score must lie in [0, 1], so SAR's cosine score is stored clamped (as `propose_links`
-    does); the card shows SAR's own score among the evidence.
+    `propose_links` writes them in one audited transaction, never touching an existing judgement; a
+    link's score must lie in [0, 1], so SAR's cosine is stored clamped and the card shows SAR's own
+    score among the evidence.
     """
     user = state.current_user()
     shared = state.shared_store()
@@ -42,12 +43,8 @@ def ask_sar(point: Row, k: int) -> None:
         return
     st.session_state["review_explanations"] = {r.clip_id: [f"SAR score {r.score:.3f}", *r.explanation] for r in results}
     with shared.use() as store:
-        linked = {link["clip_id"] for link in browse.links_for_selling_point(store, point["id"])}
-        curator = Curator(store, f"sar-model (asked by {user.username})", shared.settings.media_dir)
-        new = [r for r in results if r.clip_id not in linked]
-        for result in new:  # one audited write each; an existing judgement is never touched
-            curator.link_clip(result.clip_id, point["id"], status="proposed", score=min(1.0, max(0.0, float(result.score))))
-    st.session_state["review_flash"] = f"SAR returned {len(results)} clips; {len(new)} new proposals (the others were already linked)."
+        written = propose_links(store, point["id"], results, annotator=f"sar-model (asked by {user.username})")
+    st.session_state["review_flash"] = f"SAR returned {len(results)} clips; {written} new proposals (the others were already linked)."
     st.rerun()  # the counts and the queue include the new proposals
 
 
