@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine (see README):
 #   make demo   create .venv, install, migrate the embedded store, build and load the demo ACKB,
-#               train the SAR retriever on it
+#               train the SAR retriever on it, install (or train) the demo video backbone
 #   make test   create .venv, install, run the whole test suite
 # Both are idempotent: the venv is reinstalled only when pyproject.toml changes.
 
@@ -21,6 +21,9 @@ install: $(INSTALLED)
 demo: $(INSTALLED)
 	$(BIN)/kdcvg kb demo
 	$(BIN)/kdcvg retrieval train --if-changed
+	$(BIN)/kdcvg generation train-demo
+	@echo 'next: kdcvg generate --product prod-thermopeak-insulated-bottle --selling-point "Leak-proof lid"'
+	@echo '      kdcvg ui add-user ann --role annotator --role reviewer && kdcvg ui   (docs/ui.md)'
 
 # The UI's end-to-end tests drive Debian's Chromium. Installed here when missing and we are root;
 # otherwise those tests are skipped with the reason printed (never a failure of set-up).

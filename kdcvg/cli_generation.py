@@ -17,9 +17,11 @@ import typer
 from rich.table import Table
 
 from kdcvg.cli_common import err, fail, out, settings
+from kdcvg.cli_demo_backbone import train_demo
 from kdcvg.cli_retrieval import retrieval_errors
 
 generation_app = typer.Typer(help="MKR: knowledge-referenced video generation (evaluation, demo backbone).", no_args_is_help=True)
+generation_app.command("train-demo")(train_demo)
 
 ModelOption = Annotated[
     Optional[Path],
@@ -49,6 +51,9 @@ def generate(
     frames: Annotated[int, typer.Option(help="Frames (1-64).")] = 8,
     size: Annotated[int, typer.Option(help="Width and height in pixels (multiple of 8).")] = 64,
     steps: Annotated[int, typer.Option(help="Denoising steps.")] = 4,
+    ip_adapter_scale: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Weight of the reference keyframe when KDCVG_IP_ADAPTER is set (0 = text only).")
+    ] = 0.5,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     out_file: Annotated[
         Optional[Path], typer.Option("--out", help="With --batch: write the JSON-lines results here, not to stdout.")
@@ -71,7 +76,7 @@ def generate(
     with retrieval_errors():
         result = run(
             product, selling_point, model_dir=model_dir, k=k, seed=seed, motion_strength=motion_strength,
-            num_frames=frames, height=size, width=size, steps=steps, settings=settings(),
+            num_frames=frames, height=size, width=size, steps=steps, ip_adapter_scale=ip_adapter_scale, settings=settings(),
         )  # fmt: skip
     if as_json:
         payload = {**asdict(result), "video_path": str(result.video_path), "sidecar_path": str(result.sidecar_path)}
