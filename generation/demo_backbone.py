@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from diffusers import AnimateDiffPipeline, DDIMScheduler, UNetMotionModel
 
+from generation import DEMO_MODEL_DIR
 from generation.backbones import BackboneError, detect_family
 from generation.demo_training import (
     BETAS,
@@ -57,7 +58,7 @@ CARD = "card.json"
 # The default training run's result on the default demo ACKB, trained by this module (2026-11-25, 24 min
 # on 2 CPU cores) and shipped so `make demo` need not repeat it: installed only when its card's data
 # hash and config equal what training would use now; otherwise training runs.
-SHIPPED_DIR = Path(__file__).resolve().parent / "demo_model"
+SHIPPED_DIR = DEMO_MODEL_DIR
 FORMAT_VERSION = 1  # bump when the training recipe changes, so --if-changed retrains
 HELD_OUT_EVERY = 10  # clips 0, 10, 20, ... are held out for the PSNR and loss measurements
 EVAL_CLIPS = 8  # held-out clips in the denoiser's loss measurement (it runs twice; kept cheap)

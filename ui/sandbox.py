@@ -1,9 +1,9 @@
 """A throwaway, demo-like data directory for trying the app, for its tests and for the screenshots.
 
 `build_sandbox(root)` runs the real commands on a small slice of the demo (`kdcvg kb demo
---products ... --clips-per-product ...`, `kdcvg retrieval train`), writes a tiny random-weight
-AnimateDiff for the Generate page (its videos are noise: it checks the plumbing, not quality) and
-adds one user per role with known passwords. Never point it at a real data directory.
+--products ... --clips-per-product ...`, `kdcvg retrieval train`), points the Generate page at the
+shipped demo backbone (`generation/demo_model`, a tiny model trained on the demo clips: blurry
+64x64 videos) and adds one user per role with known passwords. Never point it at a real data directory.
 
     python -m ui.sandbox /tmp/kdcvg-sandbox     # then: eval "$(python -m ui.sandbox --env /tmp/kdcvg-sandbox)"; kdcvg ui
 """
@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from generation import DEMO_MODEL_DIR
 from ui.auth import add_user
 
 PRODUCTS = ("thermopeak-insulated-bottle", "airbeat-wireless-earbuds")
@@ -34,15 +35,13 @@ def sandbox_env(root: Path) -> dict[str, str]:
     return {
         "KDCVG_DATA": str(root / "data"),
         "KDCVG_UI_USERS": str(root / "data" / "ui" / "users.yaml"),
-        "KDCVG_GENERATION_MODEL": str(root / "tiny-animatediff"),
+        "KDCVG_GENERATION_MODEL": str(DEMO_MODEL_DIR),  # read only: generation never writes into it
         "XDG_CONFIG_HOME": str(root / "config"),  # no personal config.toml leaks in
     }
 
 
 def build_sandbox(root: Path, *, products: tuple[str, ...] = PRODUCTS, clips_per_product: int = 4, train: bool = True) -> dict[str, str]:
     """Build the sandbox under `root` (must not hold one yet) and return its environment variables."""
-    from generation.tiny import write_tiny_animatediff
-
     env = sandbox_env(root)
     if Path(env["KDCVG_DATA"]).exists():
         raise FileExistsError(f"{env['KDCVG_DATA']} exists: the sandbox is built into a fresh directory")
@@ -54,7 +53,6 @@ def build_sandbox(root: Path, *, products: tuple[str, ...] = PRODUCTS, clips_per
         done = subprocess.run([sys.executable, "-m", "kdcvg.cli", *args], env=full, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"kdcvg {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    write_tiny_animatediff(Path(env["KDCVG_GENERATION_MODEL"]))
     for username, (password, roles, name) in USERS.items():
         add_user(Path(env["KDCVG_UI_USERS"]), username, password, roles, name)
     return env
