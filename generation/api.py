@@ -21,15 +21,14 @@ from typing import Any
 
 from diffusers import DiffusionPipeline
 
-from kb.store import open_store
-from kdcvg.config import Settings, load_settings
-from retrieval.api import LoadedSar, load_sar, retrieve_for_selling_point
-
 from generation.backbones import BackboneFamily, backbone_family, detect_family, load_backbone
 from generation.ip_adapter import IPAdapterFiles, loaded_ip_adapter, middle_keyframe
 from generation.pipeline import GenerationError, generate_frames, write_mp4
 from generation.prompt import PromptPlan, build_prompt, resolve_selling_point
 from generation.provenance import record_generation
+from kb.store import open_store
+from kdcvg.config import Settings, load_settings
+from retrieval.api import LoadedSar, load_sar, retrieve_for_selling_point
 
 FPS = 8.0
 

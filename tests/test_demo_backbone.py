@@ -13,11 +13,18 @@ import typer
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from generation import demo_backbone
 from generation.api import generate
 from generation.backbones import load_backbone
-from generation import demo_backbone
 from generation.demo_backbone import (
-    CARD, SHIPPED_DIR, DemoBackboneConfig, DemoTrainingError, folder_size, load_graph, read_card, train_demo_backbone,
+    CARD,
+    SHIPPED_DIR,
+    DemoBackboneConfig,
+    DemoTrainingError,
+    folder_size,
+    load_graph,
+    read_card,
+    train_demo_backbone,
 )  # fmt: skip
 from generation.demo_training import learn_merges, training_clips, training_data_hash, write_tokenizer
 from generation.pipeline import generate_frames
