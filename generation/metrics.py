@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from kb.motion import _farneback, _to_analysis_grey
+from kb.motion import farneback_flow, to_analysis_grey
 from retrieval.clip_image import OpenClipEncoder
 
 FLOW_GRID = 8  # flow fields are averaged over FLOW_GRID × FLOW_GRID cells
@@ -75,8 +75,8 @@ def resample(frames: np.ndarray, num_frames: int, height: int, width: int) -> np
 def flow_fields(frames: np.ndarray, grid: int = FLOW_GRID) -> np.ndarray:
     """(T-1, grid, grid, 2) float32 optical flow between consecutive frames, averaged over grid cells."""
     frames = check_frames(frames, min_frames=2)
-    greys = [_to_analysis_grey(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)) for frame in frames]
-    return np.stack([cv2.resize(_farneback(a, b), (grid, grid), interpolation=cv2.INTER_AREA) for a, b in pairwise(greys)])
+    greys = [to_analysis_grey(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)) for frame in frames]
+    return np.stack([cv2.resize(farneback_flow(a, b), (grid, grid), interpolation=cv2.INTER_AREA) for a, b in pairwise(greys)])
 
 
 def motion_fidelity(frames: np.ndarray, reference: np.ndarray, grid: int = FLOW_GRID) -> float:

@@ -143,10 +143,11 @@ def _grey_frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
         ok, frame = capture.read()
         if not ok or frame is None:
             return
-        yield _to_analysis_grey(frame)
+        yield to_analysis_grey(frame)
 
 
-def _to_analysis_grey(frame: np.ndarray) -> np.ndarray:
+def to_analysis_grey(frame: np.ndarray) -> np.ndarray:
+    """Grey at the analysis size (longest side ANALYSIS_SIZE): flow is measured at one scale for every clip."""
     grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     height, width = grey.shape
     scale = ANALYSIS_SIZE / max(height, width)
@@ -167,12 +168,12 @@ def _flow_over_frames(frames: Iterator[np.ndarray], path: Path) -> tuple[list[Fl
         if previous is not None:
             if frame.shape != previous.shape:
                 raise MotionMeasurementError(f"{path}: frame {count} changes size mid-video")
-            stats.append(_flow_stats(_farneback(previous, frame)))
+            stats.append(_flow_stats(farneback_flow(previous, frame)))
         previous = frame
     return stats, count
 
 
-def _farneback(previous: np.ndarray, current: np.ndarray) -> np.ndarray:
+def farneback_flow(previous: np.ndarray, current: np.ndarray) -> np.ndarray:
     """Dense flow (H x W x 2, float32): where each pixel of `previous` moves to in `current`."""
     return cv2.calcOpticalFlowFarneback(previous, current, None, **FARNEBACK_PARAMS)
 
