@@ -20,6 +20,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -192,9 +194,7 @@ def _train_and_save(
     videos = load_frames(clips, config.frames, config.size)
     read_s = time.perf_counter() - t
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    try:
+    with staged(out_dir) as staging:
         tokenizer = write_tokenizer([text for c in clips for text in (c.prompt, c.negative_prompt)], staging / ".tokenizer")
         models = build_models(tokenizer, config.seed, width=config.width)
 
@@ -241,11 +241,6 @@ def _train_and_save(
             staging,
         )
         (staging / CARD).write_text(json.dumps(card, indent=2), encoding="utf-8")
-        staging.chmod(0o755)
-        _replace_dir(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     say(f"saved {out_dir} ({card['size_bytes'] / 1e6:.1f} MB) in {card['train_seconds']:.0f} s")
     return out_dir
 
@@ -298,16 +293,24 @@ def _card(
 
 
 def install_folder(source: Path, out_dir: Path) -> Path:
-    """Copy a trained folder to `out_dir` atomically (staged beside it, then renamed into place)."""
+    """Copy a trained folder to `out_dir` atomically."""
+    with staged(out_dir) as staging:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+    return out_dir
+
+
+@contextmanager
+def staged(out_dir: Path) -> Iterator[Path]:
+    """A staging folder beside `out_dir`: moved into place when the block succeeds, removed when it fails."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
-        shutil.copytree(source, staging, dirs_exist_ok=True)
+        yield staging
+        staging.chmod(0o755)
         _replace_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return out_dir
 
 
 def _replace_dir(staging: Path, out_dir: Path) -> None:
