@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import migrations as migrations_package
 from kb.schema import MIGRATION_LABEL
 from kb.store import GraphStore, Transaction
 from kb.timestamps import utc_now
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(migrations_package.__file__).resolve().parent  # package data, so wheels can migrate too
 FILE_PATTERN = re.compile(r"^V(\d{4})__([a-z0-9_]+)\.cypher$")
 
 # The bookkeeping table/constraint; created by the runner itself before the first migration.
