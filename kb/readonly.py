@@ -101,7 +101,7 @@ def _refuse(text: str, offset: int, message: str) -> NoReturn:
 
 def _describe(char: str) -> str:
     """A character as the user can find it: quoted, with its code point and name."""
-    return f"{char!r} (U+{ord(char):04X} {unicodedata.name(char, 'unnamed')})"
+    return f"{char!r} (U+{ord(char):04X} {unicodedata.name(char, 'control character')})"
 
 
 def _check_text(text: str, start: int, end: int, what: str) -> None:
