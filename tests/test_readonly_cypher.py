@@ -326,3 +326,20 @@ def test_the_cli_reports_a_runaway_query_in_one_line(analyst_world: Settings) ->
         result.stderr.strip()
         == f"error: the query needed more than {analyst_world.query_memory_mb} MB (setting query_memory_mb) and was stopped"
     )
+
+
+def test_the_apps_shared_store_hands_its_file_to_the_worker_and_takes_it_back(analyst_world: Settings) -> None:
+    from ui.state import SharedStore
+
+    shared = SharedStore(analyst_world)  # holds the Ladybug file open read-write, as the app does
+    try:
+        assert shared.read_only_query("MATCH (p:Product) RETURN count(p) AS n", None, 30).rows == [[6]]
+        with pytest.raises(ReadOnlyError, match="procedure threads"):
+            shared.read_only_query("CALL `threads`=1", None, 30)
+        with pytest.raises(QueryMemoryError):
+            shared.read_only_query("UNWIND range(1, 10000000000) AS x RETURN sum(x)", None, 5)
+        with shared.use() as store:  # reopened read-write after each query, whatever its end
+            assert store.read(lambda tx: tx.run("MATCH (p:Product) RETURN count(p) AS n")) == [{"n": 6}]
+            assert not store.read_only
+    finally:
+        shared.close()
