@@ -336,6 +336,11 @@ def test_the_apps_shared_store_hands_its_file_to_the_worker_and_takes_it_back(an
         assert shared.read_only_query("MATCH (p:Product) RETURN count(p) AS n", None, 30).rows == [[6]]
         with pytest.raises(ReadOnlyError, match="procedure threads"):
             shared.read_only_query("CALL `threads`=1", None, 30)
+        users = analyst_world.ui_users_path
+        users.parent.mkdir(parents=True, exist_ok=True)
+        users.write_text("ana: kdcvg-users-marker\n")
+        with pytest.raises(ReadOnlyError, match="LOAD is not an allowed clause"):
+            shared.read_only_query(f"WITH 1 AS x LIMIT 1LOAD FROM '{users}' (header=false, delim=':') RETURN *", None, 30)
         with pytest.raises(QueryMemoryError):
             shared.read_only_query("UNWIND range(1, 10000000000) AS x RETURN sum(x)", None, 5)
         with shared.use() as store:  # reopened read-write after each query, whatever its end
