@@ -4,8 +4,9 @@
 case-insensitive, backtick-quoted names are unquoted (and so are never keywords), comments are
 dropped, and a number ends where Ladybug's lexer ends it (`1LOAD` is the number 1, then LOAD).
 Whatever the two databases might read differently is refused rather than guessed: a character
-outside ASCII in the code (unicode dashes, spaces, lookalike letters), a `\\u` escape or a doubled
-quote in a string, a block comment ending in `**/`, a carriage return not followed by a line feed.
+outside ASCII in the code (unicode dashes, spaces, lookalike letters), a `\\u` escape anywhere
+(Neo4j decodes it before lexing, even in a comment), a doubled quote in a string, a block comment
+ending in `**/`, a carriage return not followed by a line feed.
 
 A recursive-descent parser then accepts only the read clauses (MATCH, OPTIONAL MATCH, UNWIND, WITH,
 RETURN, UNION, CALL of a schema procedure), the expression forms listed in `_Parser`, the functions
@@ -70,6 +71,7 @@ _OPERATORS = (  # two-character operators first: the longest match wins, as in t
 )  # fmt: skip
 _STRING_ESCAPES = frozenset("\\'\"bBfFnNrRtT")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_UNICODE_ESCAPE = re.compile(r"\\[uU]")
 _EXPONENT_REAL = re.compile(r"(?:[0-9]+\.[0-9]+|\.[0-9]+|[0-9]+)[eE]-?[0-9]+")
 _REGULAR_REAL = re.compile(r"[0-9]*\.[0-9]+")
 _INTEGER = re.compile(r"0|[1-9][0-9]*")
@@ -119,6 +121,10 @@ def _check_text(text: str, start: int, end: int, what: str) -> None:
 
 def tokenize(text: str) -> list[Token]:
     """Split `text` as Ladybug and Neo4j do; refuse whatever they could read differently."""
+    escape = _UNICODE_ESCAPE.search(text)
+    if escape:
+        # Neo4j replaces \uXXXX before it lexes, anywhere: in a comment or a `name` it could end either.
+        _refuse(text, escape.start(), "a \\u escape is not accepted anywhere in the query: type the character itself")
     tokens: list[Token] = []
     i, n = 0, len(text)
     while i < n:
