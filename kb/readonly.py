@@ -244,9 +244,11 @@ class _Parser:
 
     # --- token helpers ---
     def peek(self, ahead: int = 0) -> Token:
+        """The token `ahead` places on (the end token past the end)."""
         return self.tokens[min(self.i + ahead, len(self.tokens) - 1)]
 
     def next(self) -> Token:
+        """Consume and return the next token."""
         token = self.peek()
         self.i += 1
         return token
@@ -261,14 +263,17 @@ class _Parser:
         return self.next() if self.at(*words) else None
 
     def expect(self, *words: str) -> Token:
+        """Consume the next token, which must be one of `words`."""
         if not self.at(*words):
             self.unexpected(" or ".join(words))
         return self.next()
 
     def fail(self, message: str, token: Token | None = None) -> NoReturn:
+        """Refuse the query at `token` (default: the next one)."""
         _refuse(self.text, (token or self.peek()).offset, message)
 
     def unexpected(self, wanted: str) -> NoReturn:
+        """Refuse the query: the next token is not what the grammar allows here."""
         token = self.peek()
         found = "the end of the query" if token.kind == "end" else repr(token.text)
         self.fail(f"the console cannot check this query: expected {wanted}, found {found}")
@@ -297,9 +302,9 @@ class _Parser:
         while self.accept("UNION"):
             self.accept("ALL")
             self.single_query()
-        self.accept(";")
+        semicolon = self.accept(";")
         if self.peek().kind != "end":
-            if self.tokens[self.i - 1].text == ";":
+            if semicolon:
                 self.fail("one statement at a time: the query holds several (separated by ';')")
             self.clause_refused()
 
@@ -330,6 +335,7 @@ class _Parser:
                 self.clause_refused()
 
     def clause_refused(self) -> NoReturn:
+        """Refuse the query at a token that does not start an allowed clause, naming it."""
         token = self.peek()
         if token.kind == "end":
             self.fail("the query must end with RETURN")
@@ -368,6 +374,7 @@ class _Parser:
             self.expression()
 
     def yield_item(self) -> None:
+        """column [AS variable]"""
         self.symbol("a result column")
         if self.accept("AS"):
             self.name("variable")
@@ -433,6 +440,7 @@ class _Parser:
         self.expect(")")
 
     def properties(self) -> None:
+        """An optional property map or parameter in a node or relationship pattern."""
         if self.at("{"):
             self.map_literal()
         elif self.peek().kind == "param":
@@ -461,6 +469,7 @@ class _Parser:
             self.fail("a relationship has one direction: <-[]- or -[]->, not both")
 
     def integer_bound(self) -> None:
+        """An optional whole number bounding a variable-length relationship."""
         token = self.peek()
         if token.kind == "number":
             if not _INTEGER.fullmatch(token.text):
@@ -478,11 +487,13 @@ class _Parser:
                 return
 
     def comparison(self) -> None:
+        """Arithmetic operands joined by comparison operators."""
         self.arithmetic()
         while self.accept("=", "<>", "<", "<=", ">", ">=", "=~"):
             self.arithmetic()
 
     def arithmetic(self) -> None:
+        """Operands, each with optional unary minus, joined by arithmetic operators."""
         while True:
             while self.accept("-"):
                 pass
@@ -514,11 +525,13 @@ class _Parser:
                 return
 
     def arithmetic_operand(self) -> None:
+        """The right side of IN, CONTAINS, STARTS WITH, ENDS WITH: an operand with optional minus."""
         while self.accept("-"):
             pass
         self.postfix()
 
     def atom(self) -> None:
+        """A literal, parameter, list, map, parenthesised expression, CASE, subquery, quantifier, call or variable."""
         token = self.peek()
         if token.kind in ("number", "string", "param"):
             self.next()
