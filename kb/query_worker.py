@@ -166,7 +166,7 @@ def _limit(settings: Settings, timeout_s: float) -> int:
     memory = settings.query_memory_mb << 20
     reservation = _max_db_bytes(settings.ladybug_path) if settings.store_backend == "ladybug" else 0
     resource.setrlimit(resource.RLIMIT_AS, (memory + reservation, memory + reservation))
-    cpu = math.ceil(timeout_s * (os.cpu_count() or 1)) + STARTUP_CPU_S
+    cpu = min(math.ceil(timeout_s * (os.cpu_count() or 1)) + STARTUP_CPU_S, 1 << 31)
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
     return memory // 2
 

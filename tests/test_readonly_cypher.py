@@ -224,6 +224,27 @@ def test_a_runaway_unwind_is_stopped_by_the_memory_cap_and_reported(analyst_worl
     assert run_analyst_query(analyst_world, "MATCH (p:Product) RETURN count(p)", {}, 30).rows == [[6]]
 
 
+def test_the_memory_cap_is_the_setting(analyst_world: Settings) -> None:
+    from kdcvg.config import ConfigError, load_settings
+
+    query = "RETURN size(range(1, 50000000)) AS n"  # a list of about 400 MB
+    assert run_analyst_query(analyst_world, query, {}, 30).rows == [[50000000]]
+    small = analyst_world.model_copy(update={"query_memory_mb": 256})
+    with pytest.raises(QueryMemoryError, match="more than 256 MB"):
+        run_analyst_query(small, query, {}, 30)
+    assert load_settings(environ={"KDCVG_QUERY_MEMORY_MB": "512"}, config_file=Path("/nonexistent.toml")).query_memory_mb == 512
+    with pytest.raises(ConfigError, match="query_memory_mb"):
+        load_settings(environ={"KDCVG_QUERY_MEMORY_MB": "100"}, config_file=Path("/nonexistent.toml"))
+
+
+def test_a_neo4j_store_opens_in_the_worker_and_its_failure_is_one_line(tmp_path: Path) -> None:
+    from kdcvg.config import load_settings
+
+    settings = load_settings(environ={"NEO4J_URI": "bolt://127.0.0.1:9"}, config_file=tmp_path / "absent.toml")
+    with pytest.raises(StoreError, match="cannot reach Neo4j at bolt://127.0.0.1:9"):
+        run_analyst_query(settings, "MATCH (n) RETURN count(n)", {}, 5)
+
+
 def test_a_long_query_is_stopped_at_its_timeout(analyst_world: Settings) -> None:
     with pytest.raises(QueryTimeoutError, match="ran past its 0.5 s timeout and was stopped"):
         run_analyst_query(analyst_world, "UNWIND range(1, 100000) AS x UNWIND range(1, 100000) AS y RETURN sum(x * y)", {}, 0.5)
