@@ -59,12 +59,13 @@ PLACES = [
     "{danger}",
     "{danger} {read}",
     "WITH 1 AS x LIMIT 1 {danger}",
+    "WITH 1 AS x LIMIT 1{danger}",  # a digit glued to the clause keyword, as Ladybug's lexer splits it
     "{read} UNION ALL {danger}",
     "MATCH (p:Product) {danger}",
 ]
 
 # Separators the databases treat alike, or not: nothing (gluing tokens), comments, unicode and control whitespace.
-SEPARATORS = ["", "  ", "\t", "\n", "\r\n", "/* c */", "/**/", "/* **/", "// c\n", "\r", "\u00a0", "\u2003", "\x0b", "\u2028"]
+SEPARATORS = ["", "  ", "\t", "\n", "\r\n", "/* c */", "/**/", "/* **/", "// c\n", "// \\u000a", "\r", "\u00a0", "\u2003", "\x0b", "\u2028"]
 LOOKALIKES = {
     "A": "\u0410",
     "C": "\u0421",
@@ -75,7 +76,7 @@ LOOKALIKES = {
     "e": "\u0435",
     "o": "\u043e",
 }
-PIECE = re.compile(r"'[^']*'|[A-Za-z_][A-Za-z0-9_]*|[0-9]+|\S")
+PIECE = re.compile(r"'[^']*'|[A-Za-z_][A-Za-z0-9_]*|[0-9]+[A-Za-z_][A-Za-z0-9_]*|[0-9]+|\S")  # a glued digit stays glued
 
 
 def _disguise(template: str, rnd: random.Random) -> str:
