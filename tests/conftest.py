@@ -186,3 +186,21 @@ def kdcvg_in(settings: Settings, *args: str, generation_model: Path | None = Non
         "KDCVG_GENERATION_MODEL": str(generation_model or ""),
     }
     return CliRunner().invoke(app, list(args), env=env)
+
+
+def ladybug_world(root: Path, ackb: Path) -> Settings:
+    """Settings for a fresh data dir under `root` whose Ladybug store holds `ackb` (migrated, closed again)."""
+    from kb.interchange import import_ackb
+
+    settings = load_settings(environ={"KDCVG_DATA": str(root / "data")}, config_file=root / "absent.toml")
+    settings.media_dir.mkdir(parents=True)
+    with LadybugStore(settings.ladybug_path) as store:
+        migrate.migrate(store)
+        import_ackb(store, ackb, settings.media_dir)
+    return settings
+
+
+@pytest.fixture
+def analyst_world(tmp_path: Path, small_ackb: Path) -> Settings:
+    """A private data dir with the small ACKB in a closed Ladybug store, as an analyst's query finds it."""
+    return ladybug_world(tmp_path / "analyst", small_ackb)

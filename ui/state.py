@@ -3,7 +3,7 @@
 Ladybug allows one writer per database and two handles on one file in one process do not see each
 other's writes, so the Streamlit server opens the store ONCE (`st.cache_resource`) and every
 session uses it under a lock. Code that opens the store by itself (SAR's `load_sar`, MKR's
-`generate`, the analysts' read-only connection) runs inside `SharedStore.released()`, which closes
+`generate`, the analysts' query worker) runs inside `SharedStore.released()`, which closes
 the shared handle for that time and reopens it after. Neo4j's driver is thread-safe: no lock, and
 `released()` closes nothing.
 """
@@ -67,9 +67,13 @@ class SharedStore:
                     self._open()
 
     def read_only_query(self, text: str, params: dict[str, Any] | None, timeout_s: float) -> QueryResult:
-        """Run an analyst's statement on a connection opened read-only, with a timeout."""
-        with self.released() as settings, open_store(settings, read_only=True) as store:
-            return store.query(text, params or {}, timeout_s=timeout_s)
+        """Check an analyst's statement, then run it in the limited query worker (Ladybug: our handle released meanwhile)."""
+        from kb.query_worker import run_analyst_query
+        from kb.readonly import check_read_only
+
+        check_read_only(text)  # a refused statement does not cost the other sessions a close and reopen
+        with self.released() as settings:
+            return run_analyst_query(settings, text, params, timeout_s)
 
     def close(self) -> None:
         """Close the handle (when the cache entry is released)."""

@@ -1,14 +1,14 @@
 """Analysts' Cypher console: read-only statements with a timeout, a table, CSV download and a graph view.
 
-Two guards, as for `kdcvg cypher`: `kb.readonly.check_read_only` refuses write clauses with a clear
-message, and the statement runs on a connection opened read-only (`SharedStore.read_only_query`).
+The same path as `kdcvg cypher` (`SharedStore.read_only_query` -> `kb.query_worker.run_analyst_query`):
+the allow-list guard accepts only statements it can prove read, and they run in a separate worker
+process with memory, CPU and wall-clock limits on a read-only connection (docs/security.md).
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from kb.readonly import check_read_only
 from kb.store import StoreError
 from ui import state
 from ui.render import graph_dot, md_escape, table_rows, to_csv
@@ -26,14 +26,16 @@ def page() -> None:
     state.require("console")
     shared = state.shared_store()
     st.header("Cypher console")
-    st.caption("Read-only: a statement that would write is refused, and it runs on a read-only connection.")
+    st.caption(
+        "Read-only: only reading clauses and listed functions are accepted; the statement runs in a separate, "
+        "memory- and time-limited process on a read-only connection."
+    )
     text = st.text_area("Cypher statement", value=EXAMPLE, height=140, key="console_query")
     limit = float(shared.settings.query_timeout_s)
     timeout = st.number_input("Timeout (seconds)", min_value=0.1, max_value=limit, value=limit, step=1.0, key="console_timeout")
     if st.button("Run query", type="primary", key="console_run", shortcut="Ctrl+Enter"):
         st.session_state.pop("console_result", None)
         try:
-            check_read_only(text)
             result = shared.read_only_query(text, {}, float(timeout))
         except StoreError as exc:
             st.error(md_escape(exc))
