@@ -23,7 +23,7 @@ from typing import Any
 
 import cv2
 
-from kb.curation import Curator
+from kb.curation import VIDEO_SUFFIXES, Curator
 from kb.repository import RecordValidationError
 from kb.store import Row
 
@@ -81,12 +81,14 @@ def check_upload(filename: str, data: bytes) -> VideoHeader:
     if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
         raise RecordValidationError(f"{filename!r} is too large ({len(data):,} bytes; at most {MAX_UPLOAD_MB} MB)", field="file")
     suffix = Path(filename).suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise RecordValidationError(f"{filename!r} is not a video file: expected one of {', '.join(VIDEO_SUFFIXES)}", field="file")
     with tempfile.TemporaryDirectory(prefix="kdcvg-upload-") as folder:  # mode 0700
         path = Path(folder) / f"probe{suffix}"
         path.write_bytes(data)
         header = probe_video(path)
     if header is None:
-        raise RecordValidationError(f"{filename!r} is not a readable video (its container has no video stream)", field="file")
+        raise RecordValidationError(f"{filename!r} is not a {suffix or 'known'} video (no readable video stream in its container)", field="file")
     problem = header_problem(header)
     if problem is not None:
         raise RecordValidationError(f"{filename!r} is refused before decoding: {problem}", field="file")
@@ -119,37 +121,46 @@ def _manager() -> Any:
     return runtime.get_instance().uploaded_file_mgr if runtime.exists() else None
 
 
-def install_gate() -> None:
-    """Let the upload manager keep a file only for sessions on the allow-list (idempotent)."""
-    manager = _manager()
-    if manager is None or getattr(manager, "_kdcvg_gated", False):
-        return
+def gate(manager: Any) -> None:
+    """Make `manager` (Streamlit's uploaded-file manager) keep a file only for sessions on the allow-list (idempotent)."""
+    from starlette.exceptions import HTTPException  # Streamlit's server is Starlette: this becomes the HTTP answer
+
     with _GATE_LOCK:
         if getattr(manager, "_kdcvg_gated", False):
             return
         original = manager.add_file
 
         def add_file(session_id: str, file: Any) -> None:
-            """Keep the file only if its session is signed in with the curate capability."""
-            if session_id in _ALLOWED:
-                original(session_id=session_id, file=file)
+            """Keep the file only if its session is signed in with the curate capability (else HTTP 403)."""
+            if session_id not in _ALLOWED:
+                raise HTTPException(status_code=403, detail="uploads need a session signed in with the curate role")
+            original(session_id=session_id, file=file)
 
         manager.add_file = add_file
         manager._kdcvg_gated = True
 
 
+def install_gate() -> None:
+    """Gate the running server's upload manager (a no-op outside a server)."""
+    manager = _manager()
+    if manager is not None:
+        gate(manager)
+
+
+def allow_session(session_id: str, allowed: bool, manager: Any = None) -> None:
+    """Put a browser session on the upload allow-list, or take it off and drop the files it uploaded."""
+    if allowed:
+        _ALLOWED.add(session_id)
+        return
+    _ALLOWED.discard(session_id)
+    if manager is not None:
+        manager.remove_session_files(session_id)
+
+
 def allow_this_session(allowed: bool) -> None:
-    """Put this browser session on the upload allow-list, or take it off and drop its uploaded files."""
+    """allow_session for the browser session running this script."""
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
     context = get_script_run_ctx()
-    if context is None:
-        return
-    session = context.session_id
-    if allowed:
-        _ALLOWED.add(session)
-        return
-    _ALLOWED.discard(session)
-    manager = _manager()
-    if manager is not None:
-        manager.remove_session_files(session)
+    if context is not None:
+        allow_session(context.session_id, allowed, _manager())
