@@ -35,7 +35,8 @@ def main() -> None:
     """Sign in, open the store, show the navigation for the user's roles."""
     st.set_page_config(page_title="KD-CVG curation", page_icon=":material/movie:", layout="wide")
     for option, value in CLIENT_OPTIONS.items():
-        st.set_option(option, value)
+        if st.get_option(option) != value:  # `kdcvg ui` sets them at start; `streamlit run ui/app.py` gets them here
+            st.set_option(option, value)
     uploads.install_gate()
     try:
         settings = load_settings()
