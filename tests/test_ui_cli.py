@@ -58,6 +58,7 @@ def add(env: dict[str, str], username: str, password: str, *options: str) -> Res
         ("Bad Name", ["--role", "annotator"], "long-enough-1", "username"),
         ("bob", ["--role", "admin"], "long-enough-1", "roles must be among"),
         ("bob", ["--role", "analyst"], "short", "at least 8 characters"),
+        ("bob", ["--role", "analyst"], "é" * 37, "at most 72 bytes"),
     ],
 )
 def test_add_user_refuses_bad_input(env: dict[str, str], username: str, options: list[str], password: str, message: str) -> None:

@@ -134,7 +134,8 @@ def test_unknown_and_known_users_run_the_same_bcrypt_check(tmp_path: Path, monke
     assert verify(config, "rev", "wrong-pass-1") is None
     assert verify(config, "nobody", "wrong-pass-1") is None
     assert verify(config, "rev", "right-pass-1") == User("rev", "Rey", ("reviewer",))
-    assert len(checked) == 3
+    assert verify(config, "rev", "right-pass-1" + "x" * 100) is None  # longer than bcrypt reads: no error, no match
+    assert len(checked) == 4
     cost = [h.split(b"$")[2] for h in checked]
     assert cost[0] == cost[1] == cost[2]  # the unknown name's dummy hash costs what a real one costs
 

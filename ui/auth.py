@@ -38,6 +38,7 @@ CAPABILITIES: dict[str, frozenset[str]] = {
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 MIN_PASSWORD = 8
+MAX_PASSWORD_BYTES = 72  # bcrypt reads no further (and bcrypt 5 refuses longer input)
 BCRYPT_HASH = re.compile(r"^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$")
 
 
@@ -100,6 +101,8 @@ def _check_password_rules(password: str) -> None:
     """Refuse a password too short to be one."""
     if len(password) < MIN_PASSWORD:
         raise UsersFileError(f"the password must have at least {MIN_PASSWORD} characters")
+    if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
+        raise UsersFileError(f"the password must have at most {MAX_PASSWORD_BYTES} bytes (bcrypt's limit)")
 
 
 def _write_users(path: Path, config: dict[str, Any]) -> None:
@@ -170,8 +173,14 @@ def _dummy_hash() -> bytes:
 
 
 def check_password(password: str, hashed: bytes) -> bool:
-    """The one password check every sign-in runs (bcrypt, constant work for a given cost)."""
-    return bcrypt.checkpw(password.encode("utf-8"), hashed)
+    """The one password check every sign-in runs (bcrypt, constant work for a given cost).
+
+    A password longer than any stored one can be (MAX_PASSWORD_BYTES) is checked truncated, for the
+    same cost, and never matches.
+    """
+    given = password.encode("utf-8")
+    matches = bcrypt.checkpw(given[:MAX_PASSWORD_BYTES], hashed)
+    return matches and len(given) <= MAX_PASSWORD_BYTES
 
 
 def verify(config: dict[str, Any], username: str, password: str) -> User | None:
