@@ -81,10 +81,9 @@ def opened_store(read_only: bool = False, *, migrated: bool = True) -> Iterator[
     from kb.store import open_store
 
     config = settings()
-    with nullcontext() if read_only else writer_lock(config), handled_errors():
-        with open_store(config, read_only=read_only) as store:
-            if migrated:
-                migrate.ensure_up_to_date(store)
-            yield store
+    with nullcontext() if read_only else writer_lock(config), handled_errors(), open_store(config, read_only=read_only) as store:
+        if migrated:
+            migrate.ensure_up_to_date(store)
+        yield store
 
 

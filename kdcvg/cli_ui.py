@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from kdcvg.cli_common import fail, opened_store, out, settings
+
+if TYPE_CHECKING:
+    from ui.sessions import SessionStore
 
 ui_app = typer.Typer(help="The annotators' curation app (Streamlit).", invoke_without_command=True)
 APP = Path(__file__).resolve().parent.parent / "ui" / "app.py"
@@ -97,7 +100,7 @@ PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Read the 
 PasswordArgv = Annotated[str | None, typer.Option("--password", hidden=True, help="Refused: use the prompt or --password-stdin.")]
 
 
-def _sessions():  # noqa: ANN202 - ui.sessions is imported lazily (no Streamlit needed)
+def _sessions() -> SessionStore:
     """The app's session store (next to the users file)."""
     from ui.sessions import SessionStore
 

@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from starlette.exceptions import HTTPException
 from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
 from streamlit.runtime.uploaded_file_manager import UploadedFileRec
-from starlette.exceptions import HTTPException
 from typer.testing import CliRunner
 
 from kb.repository import RecordValidationError

@@ -93,7 +93,7 @@ class SharedStore:
         with self.released() as settings, open_store(settings, read_only=True) as store:
             return store.query(text, params or {}, timeout_s=timeout_s)
 
-    def per_call(self) -> "LockedStore":
+    def per_call(self) -> LockedStore:
         """A view of this store that takes the lock for each read or write only (slow work between calls runs unlocked)."""
         return LockedStore(self)
 
@@ -156,7 +156,7 @@ def page_errors() -> Iterator[None]:
     except (StoreError, MigrationError, store_lock.StoreBusyError) as exc:
         LOG.warning("store error on a page: %s", exc)
         st.error(md_escape(f"The store refused this: {exc}"))
-    except Exception:  # noqa: BLE001 - Streamlit's own stop/rerun signals are BaseExceptions and pass through
+    except Exception:
         reference = secrets.token_hex(4)
         LOG.exception("page failed (reference %s)", reference)
         st.error(f"Something went wrong on this page (reference {reference}); it has been logged. Try again, or tell an administrator.")

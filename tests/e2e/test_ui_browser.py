@@ -151,7 +151,7 @@ def test_served_app_refuses_forged_cookies_anonymous_uploads_and_other_writers(t
     frames: list[bytes | str] = []
     with served_app(env, tmp_path / "server.log") as url, chromium_page() as page:
         full = {**{k: v for k, v in os.environ.items() if k not in ("KDCVG_CONFIG", "NEO4J_URI")}, **env}
-        writer = subprocess.run([sys.executable, "-m", "kdcvg.cli", "kb", "migrate"], env=full, capture_output=True, text=True, timeout=300)
+        writer = subprocess.run([sys.executable, "-m", "kdcvg.cli", "kb", "migrate"], env=full, capture_output=True, text=True, check=False, timeout=300)
         page.on("websocket", lambda socket: socket.on("framereceived", lambda payload: frames.append(payload)))
         page.context.add_cookies([{"name": "kdcvg_ui", "value": forged_cookie("rev", (ui_dir / "session.key").read_bytes()), "url": url}])
         page.goto(url)

@@ -14,9 +14,9 @@ import streamlit as st
 
 from generation import DEMO_MODEL_DIR
 from generation.api import generate
-from kdcvg.config import Settings
 from kb import repository as repo
 from kb.store import GraphStore, Row
+from kdcvg.config import Settings
 from ui import state
 from ui.render import md_escape
 from ui.widgets import point_chooser, show_video
