@@ -41,7 +41,6 @@ def streamlit_options(port: int, address: str) -> list[str]:
         "server.runOnSave": "false",
         "server.enableXsrfProtection": "true",
         "server.maxUploadSize": str(MAX_UPLOAD_MB),
-        "server.maxMessageSize": str(MAX_UPLOAD_MB + 5),
         "server.disconnectedSessionTTL": "30",  # uploads of a closed tab are dropped soon
         "global.developmentMode": "false",
         "browser.gatherUsageStats": "false",
@@ -67,7 +66,7 @@ def run(
     config = settings()
     try:
         load_users(config.ui_users_path)
-        SessionStore(config.ui_users_path.parent).user_of("check")  # creates or checks the key and sessions files
+        SessionStore(config.ui_users_path.parent).check()
     except (UsersFileError, SessionFileError) as exc:
         fail(str(exc), 2)
     with opened_store(read_only=config.store_backend == "ladybug"):

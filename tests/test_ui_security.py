@@ -262,3 +262,12 @@ def test_only_allowed_sessions_may_store_an_uploaded_file() -> None:
     assert [f.file_id for f in manager.get_files("curator-session", ["f1"])] == ["f1"]
     uploads.allow_session("curator-session", False, manager)  # signed out: its files go
     assert manager.get_files("curator-session", ["f1"]) == []
+
+
+def test_the_app_does_not_start_with_a_key_others_can_read(env: dict[str, str]) -> None:
+    add(env, "rev", "first-pass-1")
+    sessions = SessionStore(users_dir(env))
+    sessions.check()
+    sessions.key_path.chmod(0o644)
+    result = runner.invoke(app, ["ui"], env=env)
+    assert result.exit_code == 2 and f"chmod 600 {sessions.key_path}" in result.output

@@ -124,6 +124,12 @@ class SessionStore:
         """What the sessions file stores for a token: its HMAC under the key (useless without the key)."""
         return hmac.new(self._key(), token.encode("utf-8"), hashlib.sha256).hexdigest()
 
+    def check(self) -> None:
+        """Create the key and the sessions file if absent, and refuse them if unsafe (before the app starts)."""
+        self._key()
+        with self._db():
+            pass
+
     # sessions
 
     def start(self, username: str) -> str:
