@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import typer
@@ -43,17 +44,46 @@ def settings() -> Settings:
     raise AssertionError("unreachable")
 
 
+def command_name() -> str:
+    """The running command as typed (`kdcvg kb import`), for the writer lock's holder line."""
+    import click
+
+    context = click.get_current_context(silent=True)
+    return context.command_path if context is not None else "kdcvg"
+
+
+@contextmanager
+def writer_lock(config: Settings) -> Iterator[None]:
+    """Hold the store's writer lock (refused with one line while the app or another writer runs); private file modes."""
+    from kdcvg import store_lock
+
+    try:
+        lock = store_lock.acquire(config, command_name())
+    except store_lock.StoreBusyError as exc:
+        fail(str(exc))
+    previous = os.umask(store_lock.PRIVATE_UMASK)
+    try:
+        store_lock.make_private(config)
+        yield
+    finally:
+        os.umask(previous)
+        if lock is not None:
+            lock.release()
+
+
 @contextmanager
 def opened_store(read_only: bool = False, *, migrated: bool = True) -> Iterator[Any]:
-    """The configured store; with `migrated`, refuses a store whose schema is not up to date."""
+    """The configured store; with `migrated`, refuses a store whose schema is not up to date.
+
+    A writable store is opened under the writer lock: refused while the curation app runs on it.
+    """
     from kb import migrate
     from kb.store import open_store
 
     config = settings()
-    with handled_errors():
-        with open_store(config, read_only=read_only) as store:
-            if migrated:
-                migrate.ensure_up_to_date(store)
-            yield store
+    with nullcontext() if read_only else writer_lock(config), handled_errors(), open_store(config, read_only=read_only) as store:
+        if migrated:
+            migrate.ensure_up_to_date(store)
+        yield store
 
 

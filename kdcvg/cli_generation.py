@@ -16,7 +16,7 @@ from typing import IO, Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from kdcvg.cli_common import err, fail, out, settings
+from kdcvg.cli_common import err, fail, out, settings, writer_lock
 from kdcvg.cli_demo_backbone import train_demo
 from kdcvg.cli_retrieval import retrieval_errors
 
@@ -64,7 +64,8 @@ def generate(
         if product is not None or selling_point is not None:
             fail("give --batch or --product/--selling-point, not both", 2)
         defaults = {"k": k, "seed": seed, "motion_strength": motion_strength, "frames": frames, "size": size, "steps": steps}
-        _generate_batch(batch, _model_dir(model), defaults, out_file)
+        with writer_lock(settings()):  # records provenance: refused while the curation app runs on the store
+            _generate_batch(batch, _model_dir(model), defaults, out_file)
         return
     if product is None or selling_point is None:
         fail("give --product and --selling-point (or --batch FILE)", 2)
@@ -73,7 +74,7 @@ def generate(
     from generation.api import generate as run
 
     model_dir = _model_dir(model)
-    with retrieval_errors():
+    with writer_lock(settings()), retrieval_errors():
         result = run(
             product, selling_point, model_dir=model_dir, k=k, seed=seed, motion_strength=motion_strength,
             num_frames=frames, height=size, width=size, steps=steps, ip_adapter_scale=ip_adapter_scale, settings=settings(),

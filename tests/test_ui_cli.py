@@ -14,6 +14,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 import yaml
+from click.testing import Result
 from typer.testing import CliRunner
 
 from kdcvg.cli import app
@@ -46,29 +47,43 @@ def test_add_user_writes_a_private_bcrypt_hash_and_roles(env: dict[str, str]) ->
     assert listed.exit_code == 0 and "annotator, reviewer" in listed.output and "$2b$" not in listed.output
 
 
+def add(env: dict[str, str], username: str, password: str, *options: str) -> Result:
+    """`kdcvg ui add-user USERNAME OPTIONS --password-stdin` with the password piped in."""
+    return runner.invoke(app, ["ui", "add-user", username, *options, "--password-stdin"], input=password + "\n", env=env)
+
+
 @pytest.mark.parametrize(
-    "args, message",
+    "username, options, password, message",
     [
-        (["Bad Name", "--role", "annotator", "--password", "long-enough-1"], "username"),
-        (["bob", "--role", "admin", "--password", "long-enough-1"], "roles must be among"),
-        (["bob", "--role", "analyst", "--password", "short"], "at least 8 characters"),
+        ("Bad Name", ["--role", "annotator"], "long-enough-1", "username"),
+        ("bob", ["--role", "admin"], "long-enough-1", "roles must be among"),
+        ("bob", ["--role", "analyst"], "short", "at least 8 characters"),
+        ("bob", ["--role", "analyst"], "é" * 37, "at most 72 bytes"),
     ],
 )
-def test_add_user_refuses_bad_input(env: dict[str, str], args: list[str], message: str) -> None:
-    result = runner.invoke(app, ["ui", "add-user", *args], env=env)
+def test_add_user_refuses_bad_input(env: dict[str, str], username: str, options: list[str], password: str, message: str) -> None:
+    result = add(env, username, password, *options)
     assert result.exit_code == 2 and message in result.output and not users_file(env).exists()
 
 
+def test_password_on_the_command_line_is_refused(env: dict[str, str]) -> None:
+    result = runner.invoke(app, ["ui", "add-user", "bob", "--role", "analyst", "--password", "long-enough-1"], env=env)
+    assert result.exit_code == 2 and "--password-stdin" in result.output and not users_file(env).exists()
+    assert add(env, "bob", "long-enough-1", "--role", "analyst").exit_code == 0
+    change = runner.invoke(app, ["ui", "set-password", "bob", "--password", "long-enough-2"], env=env)
+    entry = yaml.safe_load(users_file(env).read_text())["credentials"]["usernames"]["bob"]
+    assert change.exit_code == 2 and bcrypt.checkpw(b"long-enough-1", entry["password"].encode())
+
+
 def test_existing_user_is_kept_unless_replaced(env: dict[str, str]) -> None:
-    first = ["ui", "add-user", "ann", "--role", "analyst", "--password", "first-pass-1"]
-    assert runner.invoke(app, first, env=env).exit_code == 0
-    again = runner.invoke(app, ["ui", "add-user", "ann", "--role", "annotator", "--password", "second-pass-2"], env=env)
+    assert add(env, "ann", "first-pass-1", "--role", "analyst").exit_code == 0
+    again = add(env, "ann", "second-pass-2", "--role", "annotator")
     assert again.exit_code == 2 and "already exists" in again.output
-    quiet = runner.invoke(app, [*first[:-1], "other-pass-3", "--if-absent"], env=env)
+    quiet = add(env, "ann", "other-pass-3", "--role", "analyst", "--if-absent")
     assert quiet.exit_code == 0 and "nothing to do" in quiet.output
     entry = yaml.safe_load(users_file(env).read_text())["credentials"]["usernames"]["ann"]
     assert bcrypt.checkpw(b"first-pass-1", entry["password"].encode())
-    replaced = runner.invoke(app, ["ui", "add-user", "ann", "--role", "annotator", "--password", "second-pass-2", "--replace"], env=env)
+    replaced = add(env, "ann", "second-pass-2", "--role", "annotator", "--replace")
     entry = yaml.safe_load(users_file(env).read_text())["credentials"]["usernames"]["ann"]
     assert replaced.exit_code == 0 and bcrypt.checkpw(b"second-pass-2", entry["password"].encode()) and entry["roles"] == ["annotator"]
 
@@ -76,7 +91,7 @@ def test_existing_user_is_kept_unless_replaced(env: dict[str, str]) -> None:
 def test_ui_refuses_to_start_without_users_or_store(env: dict[str, str]) -> None:
     no_users = runner.invoke(app, ["ui"], env=env)
     assert no_users.exit_code == 2 and "kdcvg ui add-user" in no_users.output
-    runner.invoke(app, ["ui", "add-user", "ann", "--role", "annotator", "--password", "long-enough-1"], env=env)
+    add(env, "ann", "long-enough-1", "--role", "annotator")
     no_store = runner.invoke(app, ["ui"], env=env)
     assert no_store.exit_code == 1 and "kdcvg kb migrate" in no_store.output
 
@@ -84,7 +99,7 @@ def test_ui_refuses_to_start_without_users_or_store(env: dict[str, str]) -> None
 def test_plain_text_password_in_users_file_is_refused(env: dict[str, str]) -> None:
     path = users_file(env)
     path.parent.mkdir(parents=True)
-    path.write_text(yaml.safe_dump({"cookie": {"key": "k" * 32}, "credentials": {"usernames": {"ann": {"password": "plain", "roles": ["annotator"]}}}}))
+    path.write_text(yaml.safe_dump({"credentials": {"usernames": {"ann": {"password": "plain", "roles": ["annotator"]}}}}))
     result = runner.invoke(app, ["ui", "list-users"], env=env)
     assert result.exit_code == 2 and "bcrypt" in result.output
 

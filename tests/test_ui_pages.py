@@ -8,19 +8,26 @@ test inspects, so what a page wrote is read back from the graph itself.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from kb import browse
 from kb.audit import list_audit
 from kb.store import GraphStore
+from kdcvg import store_lock
 from kdcvg.config import Settings, load_settings
-from ui import state
+from ui import auth, state, uploads
 from ui.sandbox import USERS, copied_sandbox, template_dir
+from ui.sessions import FREE_FAILURES, SessionStore
 
 APP = Path(__file__).resolve().parents[1] / "ui" / "app.py"
 TIMEOUT = 120
@@ -329,3 +336,146 @@ def test_generate_shows_the_video_and_its_provenance(sandbox: Settings) -> None:
     assert made[0]["g"] in shown and f"model: {made[0]['model']}" in shown
     assert all(f"#{m['rank']} {m['clip']}" in shown for m in made)
     assert len(at.get("video")) >= 1 + len(made)  # the result and each reference clip
+
+
+# --- sign-in, sessions, store sharing and uploads (the app's doors) ---
+
+
+def signed_out(at: AppTest) -> bool:
+    """Whether the session shows the sign-in form and nothing else."""
+    return [t.label for t in at.text_input] == ["Username", "Password"] and "Signed in as" not in texts(at) and not at.header
+
+
+def kdcvg_ui(*args: str, password: str | None = None) -> None:
+    """Run `kdcvg ui ARGS` in this process with the sandbox's environment; must succeed."""
+    from typer.testing import CliRunner
+
+    from kdcvg.cli import app
+
+    result = CliRunner().invoke(app, ["ui", *args], input=None if password is None else password + "\n")
+    assert result.exit_code == 0, result.output
+
+
+def test_a_session_token_the_server_did_not_issue_is_refused(sandbox: Settings) -> None:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state[auth.TOKEN] = "rev"  # a browser session cannot name its user; a guessed token opens nothing
+    at.run()
+    assert signed_out(at)
+
+
+def test_sign_out_ends_the_session_on_the_server(sandbox: Settings) -> None:
+    at = on_page(signed_in("rev"), "views/review.py")
+    token = at.session_state[auth.TOKEN]
+    sessions = SessionStore(sandbox.ui_users_path.parent)
+    assert sessions.user_of(token) == "rev"
+    at.button(key="sign_out").click().run()
+    assert signed_out(at) and sessions.user_of(token) is None
+
+
+def test_password_change_and_key_rotation_sign_live_sessions_out(sandbox: Settings) -> None:
+    ann, rev = on_page(signed_in("ann"), "views/curate.py"), on_page(signed_in("rev"), "views/curate.py")
+    kdcvg_ui("set-password", "ann", "--password-stdin", password="a-new-password-1")
+    assert signed_out(ann.run()) and "Signed in as" in texts(rev.run())
+    assert "Signed in as" in texts(signed_in("ann", "a-new-password-1"))
+    kdcvg_ui("rotate-key")
+    assert signed_out(rev.run())
+
+
+def test_sign_in_is_throttled_after_repeated_failures(sandbox: Settings) -> None:
+    for _ in range(FREE_FAILURES):
+        assert "incorrect" in texts(signed_in("rev", "not-the-password"))
+    right = signed_in("rev")
+    assert "Too many failed sign-ins" in texts(right) and signed_out(right)
+
+
+def test_clearing_streamlit_caches_leaves_the_shared_store_open(sandbox: Settings) -> None:
+    at = on_page(signed_in("ana"), "views/browse.py")
+    shared = state.shared_store(sandbox)
+    st.cache_resource.clear()  # what Streamlit does for any browser's "clear_cache" message
+    st.cache_data.clear()
+    assert state.shared_store(sandbox) is shared
+    assert rows(sandbox, "MATCH (p:Product) RETURN count(p) AS n")[0]["n"] > 0
+    assert not at.run().exception
+
+
+def test_no_uploader_without_the_curate_role(sandbox: Settings) -> None:
+    anonymous = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    analyst = on_page(signed_in("ana"), "views/browse.py")
+    assert not anonymous.get("file_uploader") and not analyst.get("file_uploader")
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        analyst.switch_page("views/curate.py")
+
+
+def test_an_upload_over_the_caps_is_refused_before_decoding_and_writes_nothing(sandbox: Settings, tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    path = tmp_path / "long.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 60, (64, 64))
+    for i in range(1200):  # 20 s at 60 fps, as reproduced
+        writer.write(np.full((64, 64, 3), i % 255, dtype=np.uint8))
+    writer.release()
+    media = sorted((sandbox.media_dir / "clips").iterdir())
+    before = _counts(sandbox)
+    at = on_page(signed_in("ann"), "views/curate.py")
+    at.segmented_control(key="cur_clips_mode").set_value("Create").run()
+    at.text_area(key="cur_upload_caption").input("Too long to measure")
+    at.file_uploader(key="cur_upload_file").set_value(("long.mp4", path.read_bytes(), "video/mp4"))
+    at.button(key="FormSubmitter:cur_upload_form-Upload clip").click().run()
+    assert any("refused before decoding" in e and "1200 frames" in e for e in errors(at)), errors(at)
+    assert _counts(sandbox) == before and sorted((sandbox.media_dir / "clips").iterdir()) == media
+
+
+def test_motion_is_measured_while_another_session_holds_the_store(sandbox: Settings) -> None:
+    shared = state.shared_store(sandbox)
+    source = min((sandbox.media_dir / "clips").glob("*.mp4"))
+    stored = sandbox.media_dir / "clips" / "clip-measured-unlocked.mp4"
+    outcome: dict[str, object] = {}
+
+    def upload() -> None:
+        try:
+            outcome["clip"] = uploads.upload_clip(
+                shared, "ann", "desk.mp4", source.read_bytes(), {"id": "clip-measured-unlocked", "caption": "Measured unlocked"},
+                product_id=None, motion_id=None,
+            )  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            outcome["error"] = exc
+
+    uploader = threading.Thread(target=upload)
+    with shared.use():  # another session holds the store for the whole measurement
+        uploader.start()
+        deadline = time.monotonic() + 300  # a guard against a hang, not a speed claim
+        while not stored.exists() and uploader.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        measured_while_locked = stored.exists() and uploader.is_alive()  # measured and placed; waiting for the write only
+    uploader.join()
+    assert measured_while_locked and "error" not in outcome, outcome
+    clip = rows(sandbox, "MATCH (c:CreativeClip {id: 'clip-measured-unlocked'}) RETURN c.num_frames AS n, c.motion_magnitude AS m")
+    assert len(clip) == 1 and clip[0]["n"] > 1 and clip[0]["m"] is not None
+
+
+def test_a_store_held_by_a_cli_writer_is_one_clear_message(sandbox: Settings) -> None:
+    writer = store_lock.acquire(sandbox, "kdcvg kb import")
+    try:
+        at = signed_in("ann")
+    finally:
+        assert writer is not None
+        writer.release()
+    assert not at.exception and any(f"another kdcvg command is writing to this store (pid {os.getpid()}: kdcvg kb import)" in e for e in errors(at))
+
+
+def test_generate_offers_configured_backbones_only_and_no_path(sandbox: Settings) -> None:
+    point = first_point(sandbox)
+    at = on_page(signed_in("ann"), "views/generate.py")
+    _pick_point(at, "gen", point["pid"], point["sid"])
+    assert not [t for t in at.text_input if t.key == "gen_model"]
+    options = at.selectbox(key="gen_model").options
+    assert options and not any("/" in o for o in options)
+
+
+def test_private_modes_of_the_data_folder(sandbox: Settings) -> None:
+    on_page(signed_in("ann"), "views/browse.py")
+    ui_dir = sandbox.ui_users_path.parent
+    assert stat.S_IMODE(sandbox.data_dir.stat().st_mode) == 0o700 and stat.S_IMODE(ui_dir.stat().st_mode) == 0o700
+    private = [sandbox.ladybug_path, sandbox.ui_users_path, ui_dir / "session.key", ui_dir / "sessions.sqlite"]
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in private} == {p.name: 0o600 for p in private}

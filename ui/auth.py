@@ -1,8 +1,8 @@
 """Who may use the curation app and what each role may do: the users file and sign-in.
 
 The users file (`Settings.ui_users_path`, default `<data>/ui/users.yaml`, mode 0600) holds bcrypt
-hashes only, never a password, plus the secret that signs the re-login cookie. `kdcvg ui add-user`
-writes it; the app refuses to start without it. Sign-in is streamlit-authenticator's form.
+hashes and roles only: never a password, never a secret. `kdcvg ui add-user` writes it; the app
+refuses to start without it. Sign-in is this module's form; sessions are server-side (ui/sessions.py).
 
 Roles (a user may hold several):
 - analyst: reads everything (browse, audit trail) and runs read-only Cypher in the console;
@@ -16,11 +16,14 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import bcrypt
 import yaml
+
+from ui.sessions import SessionStore, private_folder
 
 ROLES: tuple[str, ...] = ("annotator", "reviewer", "analyst")
 
@@ -35,8 +38,8 @@ CAPABILITIES: dict[str, frozenset[str]] = {
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 MIN_PASSWORD = 8
+MAX_PASSWORD_BYTES = 72  # bcrypt reads no further (and bcrypt 5 refuses longer input)
 BCRYPT_HASH = re.compile(r"^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$")
-COOKIE_NAME = "kdcvg_ui"
 
 
 class UsersFileError(ValueError):
@@ -57,9 +60,8 @@ class User:
 
 
 def _empty_config() -> dict[str, Any]:
-
-    """A new users config with a fresh random cookie secret and no users."""
-    return {"cookie": {"name": COOKIE_NAME, "key": secrets.token_urlsafe(32), "expiry_days": 1}, "credentials": {"usernames": {}}}
+    """A new users config with no users (it holds no secret: the session key has its own file)."""
+    return {"credentials": {"usernames": {}}}
 
 
 def hash_password(password: str) -> str:
@@ -68,7 +70,10 @@ def hash_password(password: str) -> str:
 
 
 def load_users(path: Path) -> dict[str, Any]:
-    """The users file as streamlit-authenticator's config; refuses plain-text passwords and unknown roles."""
+    """The users file (`credentials: usernames: NAME: {name, password, roles}`); refuses plain-text passwords and unknown roles.
+
+    A `cookie` section left by earlier versions is ignored (and dropped at the next write): no secret lives here.
+    """
     if not path.is_file():
         raise UsersFileError(
             f"no users file at {path}: create the first user with `kdcvg ui add-user NAME --role annotator` "
@@ -80,9 +85,6 @@ def load_users(path: Path) -> dict[str, Any]:
         raise UsersFileError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(config, dict) or not isinstance(config.get("credentials", {}).get("usernames"), dict):
         raise UsersFileError(f"{path}: expected `credentials: usernames: ...` (write it with `kdcvg ui add-user`)")
-    cookie = config.get("cookie")
-    if not isinstance(cookie, dict) or not isinstance(cookie.get("key"), str) or len(cookie["key"]) < 16:
-        raise UsersFileError(f"{path}: `cookie.key` must be a secret of at least 16 characters")
     users = config["credentials"]["usernames"]
     if not users:
         raise UsersFileError(f"{path} has no users: add one with `kdcvg ui add-user NAME --role annotator`")
@@ -95,12 +97,33 @@ def load_users(path: Path) -> dict[str, Any]:
     return config
 
 
-def add_user(path: Path, username: str, password: str, roles: list[str], name: str | None = None, *, replace: bool = False) -> None:
-    """Add (or with `replace`, overwrite) a user with a bcrypt hash of `password`; creates the file (0600)."""
-    if not USERNAME.match(username):
-        raise UsersFileError(f"username {username!r}: use 1-64 lower-case letters, digits, '_', '.', '-'")
+def _check_password_rules(password: str) -> None:
+    """Refuse a password too short to be one."""
     if len(password) < MIN_PASSWORD:
         raise UsersFileError(f"the password must have at least {MIN_PASSWORD} characters")
+    if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
+        raise UsersFileError(f"the password must have at most {MAX_PASSWORD_BYTES} bytes (bcrypt's limit)")
+
+
+def _write_users(path: Path, config: dict[str, Any]) -> None:
+    """Write the users file atomically, mode 0600, in a folder only its owner can enter; legacy secrets dropped."""
+    config.pop("cookie", None)
+    private_folder(path.parent)
+    temporary = path.with_name(f".{path.name}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(config, handle, sort_keys=True)
+    os.replace(temporary, path)
+
+
+def add_user(path: Path, username: str, password: str, roles: list[str], name: str | None = None, *, replace: bool = False) -> None:
+    """Add (or with `replace`, overwrite) a user with a bcrypt hash of `password`; creates the file (0600).
+
+    Replacing a user ends their sessions (the caller does it with SessionStore.end_user).
+    """
+    if not USERNAME.match(username):
+        raise UsersFileError(f"username {username!r}: use 1-64 lower-case letters, digits, '_', '.', '-'")
+    _check_password_rules(password)
     unknown = sorted(set(roles) - set(ROLES))
     if not roles or unknown:
         raise UsersFileError(f"roles must be among {', '.join(ROLES)}; got {', '.join(roles) or 'none'}")
@@ -109,12 +132,29 @@ def add_user(path: Path, username: str, password: str, roles: list[str], name: s
     if username in users and not replace:
         raise UsersFileError(f"user {username!r} already exists in {path} (use --replace to change it)")
     users[username] = {"name": name or username, "password": hash_password(password), "roles": sorted(set(roles))}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        yaml.safe_dump(config, handle, sort_keys=True)
-    os.replace(temporary, path)
+    _write_users(path, config)
+
+
+def set_password(path: Path, username: str, password: str) -> None:
+    """Give an existing user a new password (the caller ends their sessions)."""
+    _check_password_rules(password)
+    config = load_users(path)
+    entry = config["credentials"]["usernames"].get(username)
+    if entry is None:
+        raise UsersFileError(f"no user {username!r} in {path} (add one with `kdcvg ui add-user`)")
+    entry["password"] = hash_password(password)
+    _write_users(path, config)
+
+
+def drop_legacy_secret(path: Path) -> bool:
+    """Remove a `cookie` key left in the users file by earlier versions; whether there was one."""
+    if not path.is_file():
+        return False
+    config = load_users(path)
+    if "cookie" not in config:
+        return False
+    _write_users(path, config)
+    return True
 
 
 def _has_users(path: Path) -> bool:
@@ -126,38 +166,99 @@ def _has_users(path: Path) -> bool:
     return isinstance(config, dict) and bool((config.get("credentials") or {}).get("usernames"))
 
 
-def sign_in(config: dict[str, Any]) -> User | None:
-    """Render the sign-in form (or the sign-out button when signed in); the signed-in User or None."""
-    import streamlit as st
-    import streamlit_authenticator as stauth
+@cache
+def _dummy_hash() -> bytes:
+    """A bcrypt hash of a random password, made like real ones: checked when the username is unknown."""
+    return hash_password(secrets.token_urlsafe(16)).encode("ascii")
 
-    authenticator = stauth.Authenticate(
-        config["credentials"],
-        config["cookie"].get("name", COOKIE_NAME),
-        config["cookie"]["key"],
-        float(config["cookie"].get("expiry_days", 1)),
-        auto_hash=False,
-    )
-    st.session_state["_authenticator"] = authenticator
-    if not st.session_state.get("authentication_status"):
-        st.title("KD-CVG curation")
-        authenticator.login(location="main", fields={"Form name": "Sign in", "Username": "Username", "Password": "Password", "Login": "Sign in"})
-        if st.session_state.get("authentication_status") is False:
-            st.error("Username or password is incorrect.")
-        if not st.session_state.get("authentication_status"):
-            return None
-    username = st.session_state["username"]
+
+def check_password(password: str, hashed: bytes) -> bool:
+    """The one password check every sign-in runs (bcrypt, constant work for a given cost).
+
+    A password longer than any stored one can be (MAX_PASSWORD_BYTES) is checked truncated, for the
+    same cost, and never matches.
+    """
+    given = password.encode("utf-8")
+    matches = bcrypt.checkpw(given[:MAX_PASSWORD_BYTES], hashed)
+    return matches and len(given) <= MAX_PASSWORD_BYTES
+
+
+def verify(config: dict[str, Any], username: str, password: str) -> User | None:
+    """The user if `password` is theirs, else None; an unknown name costs the same bcrypt check as a known one."""
     entry = config["credentials"]["usernames"].get(username)
-    if entry is None:  # removed from the file since signing in
-        authenticator.logout(location="unrendered")
+    hashed = str(entry["password"]).encode("ascii") if entry is not None else _dummy_hash()
+    matches = check_password(password, hashed)
+    if entry is None or not matches:
         return None
     return User(username, str(entry.get("name") or username), tuple(entry["roles"]))
 
 
-def sign_out_button() -> None:
-    """The sidebar's sign-out button for the authenticator `sign_in` created in this run."""
+def user_from(config: dict[str, Any], username: str | None) -> User | None:
+    """The User of that name as the users file describes them now (None if removed)."""
+    entry = config["credentials"]["usernames"].get(username) if username else None
+    if entry is None:
+        return None
+    return User(str(username), str(entry.get("name") or username), tuple(entry["roles"]))
+
+
+def throttle_subjects(username: str, client: str | None) -> list[str]:
+    """What a sign-in attempt counts against: the user it names and the client address it comes from."""
+    subjects = [f"client:{client or 'unknown'}"]
+    if USERNAME.match(username):
+        subjects.append(f"user:{username}")
+    return subjects
+
+
+# --- Streamlit parts (imported lazily: the CLI uses the functions above without Streamlit) ---
+
+TOKEN = "_kdcvg_session"  # session-state key of the signed-in browser session's token
+
+
+def current_session_user(config: dict[str, Any], sessions: SessionStore) -> User | None:
+    """The signed-in user of this browser session, checked against the server-side session on every run."""
     import streamlit as st
 
-    st.session_state["_authenticator"].logout("Sign out", location="sidebar", key="sign_out")
-    if not st.session_state.get("authentication_status"):
+    token = st.session_state.get(TOKEN)
+    user = user_from(config, sessions.user_of(token)) if token else None
+    if user is None:
+        st.session_state.pop(TOKEN, None)
+    return user
+
+
+def sign_in_form(config: dict[str, Any], sessions: SessionStore) -> User | None:
+    """The sign-in form; the user once the right password is given (throttled per user and per client address)."""
+    import streamlit as st
+
+    slot = st.empty()
+    with slot.container():
+        st.title("KD-CVG curation")
+        with st.form("sign_in"):
+            username = st.text_input("Username", max_chars=64).strip()
+            password = st.text_input("Password", type="password", max_chars=1024)
+            submitted = st.form_submit_button("Sign in", type="primary")
+        if not submitted:
+            return None
+        subjects = throttle_subjects(username, st.context.ip_address)
+        wait = sessions.wait_s(subjects)
+        if wait > 0:
+            st.error(f"Too many failed sign-ins for this user or from this address: try again in {int(wait) + 1} s.")
+            return None
+        user = verify(config, username, password)
+        if user is None:
+            sessions.failed(subjects)
+            st.error("Username or password is incorrect.")
+            return None
+        sessions.succeeded(subjects[1:])
+        st.session_state[TOKEN] = sessions.start(user.username)
+    slot.empty()
+    return user
+
+
+def sign_out_button(sessions: SessionStore) -> None:
+    """The sidebar's sign-out button: ends the session server-side and shows the sign-in form."""
+    import streamlit as st
+
+    if st.sidebar.button("Sign out", key="sign_out"):
+        sessions.end(st.session_state.pop(TOKEN, None))
+        st.session_state.pop("user", None)
         st.rerun()

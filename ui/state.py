@@ -1,8 +1,11 @@
 """What every page shares: the one store of the server process, the settings and the signed-in user.
 
 Ladybug allows one writer per database and two handles on one file in one process do not see each
-other's writes, so the Streamlit server opens the store ONCE (`st.cache_resource`) and every
-session uses it under a lock. Code that opens the store by itself (SAR's `load_sar`, MKR's
+other's writes, so the Streamlit server opens the store ONCE (a process-wide registry, not
+`st.cache_resource`: Streamlit's "clear cache" message, which any browser can send, clears that
+cache on the event loop's thread) and every session uses it under a lock. For its whole life the
+server also holds the store's writer lock (kdcvg/store_lock.py), so no other `kdcvg` writer can
+slip in while the handle is handed over. Code that opens the store by itself (SAR's `load_sar`, MKR's
 `generate`, the analysts' query worker) runs inside `SharedStore.released()`, which closes
 the shared handle for that time and reopens it after. Neo4j's driver is thread-safe: no lock, and
 `released()` closes nothing.
@@ -10,17 +13,25 @@ the shared handle for that time and reopens it after. Neo4j's driver is thread-s
 
 from __future__ import annotations
 
+import logging
+import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Any
+from typing import Any, TypeVar
 
 import streamlit as st
 
 from kb import migrate
-from kb.store import GraphStore, QueryResult, open_store
+from kb.migrate import MigrationError
+from kb.store import GraphStore, QueryResult, StoreError, Transaction, open_store
+from kdcvg import store_lock
 from kdcvg.config import Settings, load_settings
 from ui.auth import User
+from ui.render import md_escape
+
+LOG = logging.getLogger("kdcvg.ui")
+T = TypeVar("T")
 
 
 class SharedStore:
@@ -30,7 +41,18 @@ class SharedStore:
         self.settings = settings
         self._lock = threading.RLock() if settings.store_backend == "ladybug" else None
         self._store: GraphStore | None = None
-        self._open()
+        self._writer = store_lock.adopt_inherited(settings) or store_lock.acquire(settings, store_lock.APP)
+        try:
+            self._open()
+        except BaseException:
+            self._release_writer()
+            raise
+
+    def _release_writer(self) -> None:
+        """Give up the writer lock (when the store is closed for good)."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
 
     def _open(self) -> GraphStore:
         """Open the store and refuse an un-migrated schema (closing it again then)."""
@@ -75,29 +97,73 @@ class SharedStore:
         with self.released() as settings:
             return run_analyst_query(settings, text, params, timeout_s)
 
+    def per_call(self) -> LockedStore:
+        """A view of this store that takes the lock for each read or write only (slow work between calls runs unlocked)."""
+        return LockedStore(self)
+
     def close(self) -> None:
-        """Close the handle (when the cache entry is released)."""
+        """Close the handle and give up the writer lock (tests, server shutdown)."""
         with self._guard():
             if self._store is not None:
                 self._store.close()
                 self._store = None
+            self._release_writer()
 
 
-@st.cache_resource(show_spinner=False, on_release=lambda shared: shared.close())
-def _shared_store(settings_json: str) -> SharedStore:
-    """The cached SharedStore for one settings value (JSON, so the cache can hash it)."""
-    return SharedStore(Settings.model_validate_json(settings_json))
+class LockedStore:
+    """The shared store for code that does slow work between its store calls (an upload's motion measurement).
+
+    Each `read`/`write` takes the shared lock for that call alone, so other sessions are served while
+    the caller computes. Offers what kb.curation.Curator uses of a GraphStore.
+    """
+
+    def __init__(self, shared: SharedStore) -> None:
+        self.shared = shared
+
+    def read(self, work: Callable[[Transaction], T]) -> T:
+        with self.shared.use() as store:
+            return store.read(work)
+
+    def write(self, work: Callable[[Transaction], T]) -> T:
+        with self.shared.use() as store:
+            return store.write(work)
+
+
+_STORES: dict[str, SharedStore] = {}
+_STORES_LOCK = threading.Lock()
 
 
 def shared_store(settings: Settings | None = None) -> SharedStore:
-    """The process-wide SharedStore for these settings (default: the configured ones)."""
+    """The process-wide SharedStore for these settings (default: the configured ones), opened on first use."""
     settings = settings or load_settings()
-    return _shared_store(settings.model_dump_json())
+    key = settings.model_dump_json()
+    with _STORES_LOCK:
+        shared = _STORES.get(key)
+        if shared is None:
+            store_lock.make_private(settings)  # `kdcvg ui` also sets the server's umask to 077
+            shared = _STORES[key] = SharedStore(settings)
+        return shared
 
 
 def release_shared_stores() -> None:
-    """Close every shared store (tests, and before another process must open the database)."""
-    _shared_store.clear()
+    """Close every shared store and give up the writer locks (tests, and before another process must write)."""
+    with _STORES_LOCK:
+        while _STORES:
+            _STORES.popitem()[1].close()
+
+
+@contextmanager
+def page_errors() -> Iterator[None]:
+    """Run a page; a store error becomes one clear message, anything else a reference number (traceback in the log)."""
+    try:
+        yield
+    except (StoreError, MigrationError, store_lock.StoreBusyError) as exc:
+        LOG.warning("store error on a page: %s", exc)
+        st.error(md_escape(f"The store refused this: {exc}"))
+    except Exception:
+        reference = secrets.token_hex(4)
+        LOG.exception("page failed (reference %s)", reference)
+        st.error(f"Something went wrong on this page (reference {reference}); it has been logged. Try again, or tell an administrator.")
 
 
 def current_user() -> User:

@@ -2,11 +2,23 @@
 
 Sign in, find a product, link a clip to a selling point, approve it in the review queue, see the
 audit row; then stop the server and check the graph itself. Hostile text is shown literally and
-runs nothing. Skipped (with the reason) only where /usr/bin/chromium is absent.
+runs nothing. The served app also refuses a forged re-login cookie, uploads from sessions that
+are not signed in as curators, and other writers on its store. Skipped (with the reason) only
+where /usr/bin/chromium is absent.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -93,3 +105,71 @@ def round_trip(app: AppPage, product: str, point: str, clip: str, out: Path) -> 
     page.screenshot(path=str(out / "browse-hostile-name.png"), full_page=True)
     injected = page.evaluate("() => [...document.querySelectorAll('img[src=\"x\"], script')].filter(e => (e.outerHTML || '').includes('alert')).length")
     return injected
+
+
+UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+PUT_UPLOAD = """async (sid) => {
+  const xsrf = (document.cookie.split('; ').find(c => c.startsWith('_streamlit_xsrf=')) || '').slice('_streamlit_xsrf='.length);
+  const form = new FormData();
+  form.append('file', new Blob([new Uint8Array(4096)], {type: 'video/mp4'}), 'x.mp4');
+  const answer = await fetch(`/_stcore/upload_file/${sid}/probe-${Date.now()}`, {method: 'PUT', headers: {'X-Xsrftoken': xsrf}, body: form});
+  return answer.status;
+}"""
+
+
+def forged_cookie(username: str, key: bytes) -> str:
+    """The cookie that signed a user in before: a JWT {username, exp_date} signed HS256 with a key the attacker read."""
+
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    signed = part(b'{"alg":"HS256","typ":"JWT"}') + "." + part(json.dumps({"username": username, "exp_date": time.time() + 3600}).encode())
+    return signed + "." + part(hmac.new(key, signed.encode(), hashlib.sha256).digest())
+
+
+def session_ids(frames: list[bytes | str]) -> list[str]:
+    """The ids the server sent over the websocket (a browser session's id is one of them)."""
+    found = {m.decode() for frame in frames for m in UUID.findall(frame if isinstance(frame, bytes) else frame.encode())}
+    return sorted(found)
+
+
+def upload_statuses(page: object, frames: list[bytes | str]) -> list[int]:
+    """HTTP statuses of one PUT to Streamlit's upload endpoint for each id the session was sent."""
+    return [page.evaluate(PUT_UPLOAD, sid) for sid in session_ids(frames)]  # type: ignore[attr-defined]
+
+
+def live_sessions(db: Path, username: str) -> int:
+    """How many server-side sessions `username` has."""
+    with sqlite3.connect(db) as connection:
+        return connection.execute("SELECT count(*) FROM sessions WHERE username = ?", (username,)).fetchone()[0]
+
+
+def test_served_app_refuses_forged_cookies_anonymous_uploads_and_other_writers(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    env = copied_sandbox(template_dir(tmp_path_factory.getbasetemp() / "ui-sandbox"), tmp_path / "sandbox")
+    settings = load_settings(environ=env)
+    ui_dir = settings.ui_users_path.parent
+    frames: list[bytes | str] = []
+    with served_app(env, tmp_path / "server.log") as url, chromium_page() as page:
+        full = {**{k: v for k, v in os.environ.items() if k not in ("KDCVG_CONFIG", "NEO4J_URI")}, **env}
+        writer = subprocess.run([sys.executable, "-m", "kdcvg.cli", "kb", "migrate"], env=full, capture_output=True, text=True, check=False, timeout=300)
+        page.on("websocket", lambda socket: socket.on("framereceived", lambda payload: frames.append(payload)))
+        page.context.add_cookies([{"name": "kdcvg_ui", "value": forged_cookie("rev", (ui_dir / "session.key").read_bytes()), "url": url}])
+        page.goto(url)
+        page.get_by_role("button", name="Sign in").wait_for()
+        AppPage(page, url).idle()
+        forged_shows = page.get_by_text("Signed in as").count() + page.get_by_role("heading", name="Curate the ACKB").count()
+        anonymous = upload_statuses(page, frames)
+
+        frames.clear()
+        app = AppPage(page, url)
+        app.sign_in("ann", USERS["ann"][0])
+        curator = upload_statuses(page, frames)
+        signed_in_sessions = live_sessions(ui_dir / "sessions.sqlite", "ann")
+        app.visible(page.get_by_role("button", name="Sign out")).click()
+        page.get_by_role("button", name="Sign in").wait_for()
+        after_sign_out = live_sessions(ui_dir / "sessions.sqlite", "ann")
+    assert writer.returncode == 1 and "the curation app is running on this store (pid" in writer.stderr, writer.stderr
+    assert forged_shows == 0
+    assert 403 in anonymous and 204 not in anonymous, anonymous  # the session exists, its upload is refused
+    assert 204 in curator, curator  # the same request from a signed-in curator's session is kept
+    assert (signed_in_sessions, after_sign_out) == (1, 0)

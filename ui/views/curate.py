@@ -14,7 +14,7 @@ from kb.curation import CURATED_LABELS, VIDEO_SUFFIXES
 from kb.repository import RecordValidationError
 from kb.schema import ILLUSTRATION_STATUSES
 from kb.store import ConflictError, NotFoundError, Row
-from ui import state
+from ui import state, uploads
 from ui.forms import NodeEditor, create_form, field_errors, judge, link_state_key, show_errors, write
 from ui.render import md_escape
 from ui.widgets import (
@@ -101,14 +101,17 @@ def clips_tab() -> None:
 
 
 def upload_form() -> None:
-    """Upload a video: stored in the data dir, motion measured, clip created and linked to product and motion."""
+    """Upload a video: header caps checked, stored in the data dir, motion measured (store unlocked meanwhile), clip created and linked."""
     shared = state.shared_store()
     with shared.use() as store:
         product = product_picker(store, "cur_upload_product")
         motions = motion_options(store)
     slots = {}
     with st.form("cur_upload_form"):
-        upload = st.file_uploader("Video", type=[s.lstrip(".") for s in VIDEO_SUFFIXES], key="cur_upload_file")
+        upload = st.file_uploader(
+            "Video", type=[s.lstrip(".") for s in VIDEO_SUFFIXES], key="cur_upload_file", max_upload_size=uploads.MAX_UPLOAD_MB,
+            help=f"At most {uploads.MAX_UPLOAD_MB} MB, {uploads.MAX_SECONDS:g} s, {uploads.MAX_FPS:g} fps, 1920x1080.",
+        )  # fmt: skip
         slots["file"] = st.empty()
         caption = st.text_area("Caption", key="cur_upload_caption", height=80)
         slots["caption"] = st.empty()
@@ -124,9 +127,11 @@ def upload_form() -> None:
         return
     record = {"caption": caption, "tags": [t.strip() for t in tags.split(",") if t.strip()] or None}
     try:
-        created = write(
-            lambda c: c.upload_clip(upload.name, upload.getvalue(), record, product_id=product["id"] if product else None, motion_id=motion)
-        )
+        with st.spinner("Checking the video and measuring its motion…"):
+            created = uploads.upload_clip(
+                shared, state.current_user().username, upload.name, upload.getvalue(), record,
+                product_id=product["id"] if product else None, motion_id=motion,
+            )  # fmt: skip
     except RecordValidationError as exc:
         show_errors(slots, field_errors(exc))
         return

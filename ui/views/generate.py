@@ -7,19 +7,30 @@ selling point), so the page shows what was recorded, for this run and for earlie
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 
 import streamlit as st
 
+from generation import DEMO_MODEL_DIR
 from generation.api import generate
 from kb import repository as repo
 from kb.store import GraphStore, Row
+from kdcvg.config import Settings
 from ui import state
 from ui.render import md_escape
 from ui.widgets import point_chooser, show_video
 
 generated_videos = repo.NodeRepository("GeneratedVideo")
 HISTORY = 5
+
+
+def model_choices(settings: Settings) -> dict[str, Path]:
+    """The backbones annotators may pick (an allow-list from the settings), by a name that shows no server path."""
+    choices = {"Configured backbone": settings.generation_model_dir, "Shipped demo backbone": DEMO_MODEL_DIR}
+    if choices["Configured backbone"].resolve() == DEMO_MODEL_DIR.resolve():
+        del choices["Shipped demo backbone"]
+    return choices
 
 
 def provenance(store: GraphStore, video_id: str) -> tuple[Row, list[Row]]:
@@ -75,7 +86,8 @@ def page() -> None:
     if product is None or point is None:
         return
     with st.expander("Model and settings"):
-        model_dir = st.text_input("Model directory (a local diffusers AnimateDiff)", value=str(shared.settings.generation_model_dir), key="gen_model")
+        models = model_choices(shared.settings)
+        model = st.selectbox("Backbone", list(models), key="gen_model", help="The backbones this server is configured with.")
         first, second, third = st.columns(3)
         k = first.number_input("Reference clips (k)", 1, 10, 3, key="gen_k")
         seed = second.number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
@@ -87,11 +99,13 @@ def page() -> None:
         try:
             with st.spinner("Retrieving references and generating…"), shared.released() as settings:
                 result = generate(
-                    product["id"], point["id"], model_dir=Path(model_dir), k=int(k), seed=int(seed), motion_strength=float(strength),
+                    product["id"], point["id"], model_dir=models[model], k=int(k), seed=int(seed), motion_strength=float(strength),
                     num_frames=int(frames), height=int(size), width=int(size), steps=int(steps), settings=settings,
                 )  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 - generation can fail in many libraries; show why, keep the page
-            st.error(md_escape(f"generation failed: {exc}"))
+        except Exception:  # noqa: BLE001 - generation can fail in many libraries; keep the page, never show server paths
+            reference = secrets.token_hex(4)
+            state.LOG.exception("generation failed (reference %s)", reference)
+            st.error(f"Generation failed (reference {reference}): the details are in the server's log.")
         else:
             st.session_state["gen_last"] = result.video_id
             st.success(md_escape(f"generated {result.video_id} in {result.timings.get('total_s', 0):.1f} s"))
