@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from kb import media_placement as placement
-from kb.media import MediaError, MediaLimits, check_fd, VIDEO_SUFFIXES
+from kb.media import VIDEO_SUFFIXES, MediaError, MediaLimits, check_fd
 from kb.records import NODE_RECORDS, REL_RECORDS, loads_json
 from kb.safefs import Absent, RefusedFile, is_regular_inside, open_inside, sha256_fd
 from kb.schema import AUDIT_PROPERTIES, NODE_TYPES, REL_TYPES, rel_type
@@ -414,7 +414,7 @@ def _stored_digest(media_dir: Path | None, path: str) -> str | None:
     try:
         fd = open_inside(media_dir, path)
     except Absent:
-        return None
+        return "refused" if os.path.lexists(media_dir / path) else None  # a folder stands there
     except ValueError:
         return "refused"
     try:
