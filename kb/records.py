@@ -50,9 +50,12 @@ def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def loads_json(text: str | bytes) -> Any:
+_DECODER = json.JSONDecoder(object_pairs_hook=unique_keys)
+
+
+def loads_json(text: str) -> Any:
     """json.loads refusing repeated keys in any object (DuplicateKeyError, a ValueError)."""
-    return json.loads(text, object_pairs_hook=unique_keys)
+    return _DECODER.decode(text)
 
 
 def _no_control_characters(value: str) -> str:
@@ -67,8 +70,13 @@ def _text_characters(value: str) -> str:
     return value
 
 
+_ASCII_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-_.:@+]*")  # the common case, checked at C speed
+
+
 def _id_characters(value: str) -> str:
     """An allow-list: letters, digits and marks of any script, and - _ . : @ +; starting with a letter or digit."""
+    if _ASCII_ID.fullmatch(value):
+        return value
     for position, char in enumerate(value):
         allowed = char.isalnum() or (position > 0 and (char in ID_PUNCTUATION or unicodedata.category(char) in ("Mn", "Mc")))
         if not allowed or ord(char) in _INVISIBLE:
