@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -359,6 +360,7 @@ def _check_clip_media(
     imported_ids = {row["id"] for row in rows}
     stored = _stored_owners(store, sorted({row["video_path"] for row in rows if row.get("video_path")}))
     owners = {path: clip for path, clip in stored.items() if clip not in imported_ids}  # imported clips bring their own paths
+    checks: list[tuple[str, str, str]] = []  # (where, path, clip id)
     for row, number in zip(rows, numbers):
         path = row.get("video_path")
         if not path:
@@ -367,42 +369,47 @@ def _check_clip_media(
         owner = owners.setdefault(path, row["id"])
         if owner != row["id"]:
             problems.add(where, f"media/{path} is already the video of clip {owner!r}; each clip needs a file of its own")
-            continue
-        problem = _media_problem(parsed, path, row["id"], stored.get(path), media_dir, limits)
-        if problem:
-            problems.add(where, problem)
+        else:
+            checks.append((where, path, row["id"]))
+    # each check waits on FFmpeg processes: run them side by side, report in file order
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        results = pool.map(lambda c: _media_problem(parsed.directory, c[1], c[2], stored.get(c[1]), media_dir, limits), checks)
+        for (where, _, _), (problem, plan) in zip(checks, results):
+            if problem:
+                problems.add(where, problem)
+            elif plan:
+                parsed.media.append(plan)
 
 
 def _media_problem(
-    parsed: ParsedACKB, path: str, clip_id: str, stored_owner: str | None, media_dir: Path | None, limits: MediaLimits | None
-) -> str | None:
-    """Why the clip's video `path` cannot be imported, or None (appending to `parsed.media` what must be copied)."""
+    directory: Path, path: str, clip_id: str, stored_owner: str | None, media_dir: Path | None, limits: MediaLimits | None
+) -> tuple[str | None, MediaPlan | None]:
+    """(why the clip's video `path` cannot be imported, or None; the copy to make, or None when nothing is to copy)."""
     try:
-        fd = open_inside(parsed.directory, f"media/{path}")
+        fd = open_inside(directory, f"media/{path}")
     except Absent:
         if media_dir is not None and is_regular_inside(media_dir, path):
-            return None
-        return f"media/{path} is neither in the import nor in the store's media folder"
+            return None, None
+        return f"media/{path} is neither in the import nor in the store's media folder", None
     except RefusedFile as exc:
-        return f"media/{path} {exc}"
+        return f"media/{path} {exc}", None
     try:
         if limits is None:
-            return None
+            return None, None
         suffix = PurePosixPath(path).suffix.lower()
         if suffix not in VIDEO_SUFFIXES:
-            return f"media/{path} is not named as a video: expected one of {', '.join(VIDEO_SUFFIXES)}"
+            return f"media/{path} is not named as a video: expected one of {', '.join(VIDEO_SUFFIXES)}", None
         digest = sha256_fd(fd)
         stored_digest = _stored_digest(media_dir, path)
         if stored_digest == digest:
-            return None  # the same bytes are already in the store
+            return None, None  # the same bytes are already in the store
         if stored_digest is not None and stored_owner != clip_id:
-            return f"media/{path}: the store's media folder already holds a different file there, not this clip's; refused"
+            return f"media/{path}: the store's media folder already holds a different file there, not this clip's; refused", None
         try:
             check_fd(fd, suffix, limits)
         except MediaError as exc:
-            return f"media/{path} {exc}"
-        parsed.media.append(MediaPlan(path, digest))
-        return None
+            return f"media/{path} {exc}", None
+        return None, MediaPlan(path, digest)
     finally:
         os.close(fd)
 
