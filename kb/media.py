@@ -46,7 +46,7 @@ _RATE = re.compile(r", (\d+(?:\.\d+)?)(k?) (fps|tbr)\b")
 
 
 class MediaError(ValueError):
-    """The file is not an acceptable video; the message says why (without the file's path)."""
+    """The file is not an acceptable video; the message says why (`check_video`/`probe_video` start it with the path)."""
 
 
 @dataclass(frozen=True)
