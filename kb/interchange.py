@@ -13,14 +13,18 @@ import json
 import os
 import shutil
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from kb.records import NODE_RECORDS, REL_RECORDS
+from kb import media_placement as placement
+from kb.media import VIDEO_SUFFIXES, MediaError, MediaLimits, check_fd
+from kb.records import NODE_RECORDS, REL_RECORDS, loads_json
+from kb.safefs import Absent, RefusedFile, is_regular_inside, open_inside, sha256_fd
 from kb.schema import AUDIT_PROPERTIES, NODE_TYPES, REL_TYPES, rel_type
 from kb.store import GraphStore, Row, Transaction
 from kb.timestamps import utc_now
@@ -28,29 +32,45 @@ from kb.timestamps import utc_now
 FORMAT = "ackb"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-MAX_PROBLEMS = 1_000  # stop collecting after this many; the count says there were more
+MAX_PROBLEMS = 1_000  # problems kept (and listed); all of them are counted
 LOOKUP_BATCH = 5_000  # ids per `UNWIND $ids ... MATCH {id: i}` (primary-key lookups; `IN $ids` scans)
+MAX_LINE_BYTES = 1 << 20  # a longer line is refused without being held in memory
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_ROWS_PER_FILE = 2_000_000
+MAX_ROWS_TOTAL = 10_000_000
 
 
 class ImportValidationError(ValueError):
-    """The import directory has problems; nothing was written. `problems` lists each one."""
+    """The import directory has problems; nothing was written. `problems` lists the first ones, `total` counts all."""
 
     SHOWN = 50
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], total: int | None = None) -> None:
         self.problems = problems
+        self.total = max(total or 0, len(problems))
         shown = "\n".join(f"  {p}" for p in problems[: self.SHOWN])
         more = f"\n  ... and {len(problems) - self.SHOWN} more" if len(problems) > self.SHOWN else ""
-        super().__init__(f"{len(problems)} problem(s) found, nothing was written:\n{shown}{more}")
+        unlisted = self.total - len(problems)
+        kept = f"; {len(problems)} problems kept, {unlisted} more not listed" if unlisted else ""
+        super().__init__(f"{self.total} problem(s) found, nothing was written{kept}:\n{shown}{more}")
+
+
+@dataclass(frozen=True)
+class MediaPlan:
+    """One video file of the import to copy into the store's media folder, as validated."""
+
+    relative: str  # under media/ of the import and of the store's media folder
+    sha256: str
 
 
 @dataclass
 class ParsedACKB:
-    """A validated import directory: rows per label and per relationship type."""
+    """A validated import directory: rows per label and per relationship type, and media to copy."""
 
     directory: Path
     nodes: dict[str, list[Row]] = field(default_factory=dict)
     relationships: dict[str, list[Row]] = field(default_factory=dict)
+    media: list[MediaPlan] = field(default_factory=list)
 
     @property
     def media_paths(self) -> list[str]:
@@ -68,11 +88,19 @@ class ImportReport:
 
 
 class _Problems(list):
-    """Problem messages, capped at MAX_PROBLEMS."""
+    """Problem messages: the first MAX_PROBLEMS kept, all counted in `total`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
 
     def add(self, where: str, what: str) -> None:
+        self.total += 1
         if len(self) < MAX_PROBLEMS:
             self.append(f"{where}: {what}")
+
+    def error(self) -> ImportValidationError:
+        return ImportValidationError(list(self), self.total)
 
 
 def sha256_file(path: Path) -> str:
@@ -85,16 +113,27 @@ def sha256_file(path: Path) -> str:
 
 
 def _read_manifest(directory: Path, problems: _Problems) -> dict[str, Any] | None:
-    path = directory / MANIFEST
     if not directory.is_dir():
         problems.add(str(directory), "not a directory")
         return None
-    if not path.is_file():
+    try:
+        fd = open_inside(directory, MANIFEST)
+    except Absent:
         problems.add(MANIFEST, "missing: an ACKB directory needs a manifest.json (see docs/ackb-format.md)")
         return None
+    except RefusedFile as exc:
+        problems.add(MANIFEST, str(exc))
+        return None
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, huge ints, deep nesting
+        data = os.read(fd, MAX_MANIFEST_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_MANIFEST_BYTES:
+        problems.add(MANIFEST, f"larger than {MAX_MANIFEST_BYTES:,} bytes; a manifest only names files")
+        return None
+    try:
+        manifest = loads_json(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, duplicate keys, huge ints, deep nesting
         problems.add(MANIFEST, f"not valid JSON: {str(exc)[:200] or type(exc).__name__}")
         return None
     if not isinstance(manifest, dict):
@@ -116,36 +155,81 @@ def _read_manifest(directory: Path, problems: _Problems) -> dict[str, Any] | Non
                 problems.add(where, f"unknown {'label' if section == 'nodes' else 'relationship type'}; known: {', '.join(known)}")
             elif not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
                 problems.add(where, "must be an object with a 'file' string")
-            elif Path(entry["file"]).is_absolute() or ".." in Path(entry["file"]).parts:
-                problems.add(where, f"file {entry['file']!r} must be a relative path inside the directory")
-            elif not (directory / entry["file"]).is_file():
-                problems.add(where, f"file {entry['file']!r} does not exist")
+            else:
+                problem = _file_problem(directory, entry["file"])
+                if problem:
+                    problems.add(where, f"file {entry['file']!r} {problem}")
     return manifest
 
 
-def _lines(path: Path, relative: str, problems: _Problems) -> tuple[int, list[tuple[int, dict[str, Any]]]]:
-    """The file's line count and (line number, JSON object) of each good line; bad lines become problems."""
-    lines = path.read_bytes().split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()  # the final newline
-    return len(lines), list(_objects(lines, relative, problems))
+def _file_problem(directory: Path, relative: str) -> str | None:
+    """Why `relative` cannot be read as a data file inside `directory`, or None."""
+    try:
+        os.close(open_inside(directory, relative))
+    except RefusedFile as exc:
+        return str(exc)
+    except ValueError:
+        return "must be a relative path inside the directory"
+    except Absent:
+        return "does not exist"
+    return None
 
 
-def _objects(lines: list[bytes], relative: str, problems: _Problems) -> Iterator[tuple[int, dict[str, Any]]]:
-    for number, raw in enumerate(lines, start=1):
+class _JsonLines:
+    """The lines of an open file, read in bounded chunks: (number, bytes), or (number, None) for an over-long line.
+
+    After iteration `count` is the number of lines (a final newline ends the last one) and `sha256`
+    the digest of every byte read, so counts and checksums describe the very bytes parsed.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.count = 0
+        self._digest = hashlib.sha256()
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+    def __iter__(self) -> Iterator[tuple[int, bytes | None]]:
+        pending, too_long = bytearray(), False
+        while chunk := os.read(self.fd, 1 << 20):
+            self._digest.update(chunk)
+            start = 0
+            while (end := chunk.find(b"\n", start)) != -1:
+                self.count += 1
+                too_long = too_long or len(pending) + end - start > MAX_LINE_BYTES
+                yield self.count, None if too_long else bytes(pending) + chunk[start:end]
+                pending.clear()
+                too_long, start = False, end + 1
+            if not too_long:
+                pending += chunk[start:]
+                if len(pending) > MAX_LINE_BYTES:
+                    too_long = True
+                    pending.clear()
+        if pending or too_long:
+            self.count += 1
+            yield self.count, None if too_long else bytes(pending)
+
+
+def _objects(lines: Iterable[tuple[int, bytes | None]], relative: str, problems: _Problems) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, raw in lines:
         where = f"{relative}:{number}"
+        if raw is None:
+            problems.add(where, f"line longer than {MAX_LINE_BYTES:,} bytes")
+            continue
         if not raw.strip():
             problems.add(where, "blank line (one JSON object per line, no blank lines)")
             continue
         try:
-            value = json.loads(raw.decode("utf-8"))
+            value = loads_json(raw.decode("utf-8"))
         except UnicodeDecodeError:
             problems.add(where, "not valid UTF-8")
             continue
         except json.JSONDecodeError as exc:
             problems.add(where, f"malformed JSON: {exc.msg} at column {exc.colno}")
             continue
-        except (ValueError, RecursionError) as exc:  # integers over Python's digit limit, absurd nesting
+        except (ValueError, RecursionError) as exc:  # duplicate keys, integers over Python's digit limit, absurd nesting
             problems.add(where, f"malformed JSON: {str(exc)[:200] or 'nested too deeply'}")
             continue
         if not isinstance(value, dict):
@@ -154,34 +238,52 @@ def _objects(lines: list[bytes], relative: str, problems: _Problems) -> Iterator
         yield number, value
 
 
-def _check_entry(directory: Path, entry: dict[str, Any], relative: str, rows: int, problems: _Problems) -> None:
-    if "count" in entry and (type(entry["count"]) is not int or entry["count"] != rows):
-        problems.add(f"{MANIFEST}:{relative}", f"manifest says {entry['count']!r} rows, the file has {rows}")
-    if "sha256" in entry and entry["sha256"] != sha256_file(directory / relative):
+def _check_entry(entry: dict[str, Any], relative: str, lines: _JsonLines, problems: _Problems) -> None:
+    if "count" in entry and (type(entry["count"]) is not int or entry["count"] != lines.count):
+        problems.add(f"{MANIFEST}:{relative}", f"manifest says {entry['count']!r} rows, the file has {lines.count}")
+    if "sha256" in entry and entry["sha256"] != lines.sha256:
         problems.add(f"{MANIFEST}:{relative}", "sha256 does not match the file's contents (was it edited after export?)")
 
 
-def _parse_rows(directory: Path, entry: dict[str, Any], model: type, key: Any, problems: _Problems) -> tuple[list[Row], list[int]]:
-    """Validated rows of one file, their line numbers, and problems for bad or duplicate rows."""
+def _parse_rows(directory: Path, entry: dict[str, Any], model: type, key: Any, problems: _Problems, budget: list[int]) -> tuple[list[Row], list[int]]:
+    """Validated rows of one file, their line numbers, and problems for bad or duplicate rows.
+
+    `budget` holds the rows still allowed in this import (all files together); it is decreased.
+    """
     relative = entry["file"]
     rows, numbers, seen = [], [], {}
-    line_count, objects = _lines(directory / relative, relative, problems)
-    for number, value in objects:
-        try:
-            row = model.model_validate(value).row()
-        except ValidationError as exc:
-            for error in exc.errors():
-                field_name = ".".join(str(part) for part in error["loc"]) or "-"
-                problems.add(f"{relative}:{number}:{field_name}", error["msg"])
-            continue
-        identity = key(row)
-        if identity in seen:
-            problems.add(f"{relative}:{number}:{'id' if isinstance(identity, str) else 'from/to'}", f"duplicate of line {seen[identity]}")
-            continue
-        seen[identity] = number
-        rows.append(row)
-        numbers.append(number)
-    _check_entry(directory, entry, relative, line_count, problems)
+    problem = _file_problem(directory, relative)
+    if problem:  # replaced after the manifest was checked
+        problems.add(f"{MANIFEST}:{relative}", problem)
+        return rows, numbers
+    fd = open_inside(directory, relative)
+    try:
+        lines = _JsonLines(fd)
+        limit = min(MAX_ROWS_PER_FILE, budget[0])
+        for number, value in _objects(lines, relative, problems):
+            if len(rows) >= limit:
+                what = f"more than {MAX_ROWS_PER_FILE:,} rows in one file" if limit == MAX_ROWS_PER_FILE else f"more than {MAX_ROWS_TOTAL:,} rows in the import"
+                problems.add(f"{relative}:{number}", f"{what}; split the import")
+                break
+            try:
+                row = model.model_validate(value).row()
+            except ValidationError as exc:
+                for error in exc.errors():
+                    field_name = ".".join(str(part) for part in error["loc"]) or "-"
+                    problems.add(f"{relative}:{number}:{field_name}", error["msg"])
+                continue
+            identity = key(row)
+            if identity in seen:
+                problems.add(f"{relative}:{number}:{'id' if isinstance(identity, str) else 'from/to'}", f"duplicate of line {seen[identity]}")
+                continue
+            seen[identity] = number
+            rows.append(row)
+            numbers.append(number)
+        else:
+            _check_entry(entry, relative, lines, problems)
+    finally:
+        os.close(fd)
+    budget[0] -= len(rows)
     return rows, numbers
 
 
@@ -196,29 +298,29 @@ def _existing_ids(store: GraphStore, label: str, ids: Iterable[str]) -> set[str]
     return found
 
 
-def read_ackb(directory: Path, store: GraphStore | None = None, media_dir: Path | None = None) -> ParsedACKB:
+def read_ackb(directory: Path, store: GraphStore | None = None, media_dir: Path | None = None, *, media_limits: MediaLimits | None = None) -> ParsedACKB:
     """Read and validate an ACKB directory completely; raises ImportValidationError listing every problem.
 
     With a store (and its media dir), relationship ends and media files may also be found there;
     without, the directory must be self-contained (as when evaluating a knowledge base offline).
+    With `media_limits` (an import), every video file to be copied is checked to be a decodable
+    video within the limits, and may not take over a file of another clip (`parsed.media` lists them).
     """
     directory = Path(directory)
     problems = _Problems()
     manifest = _read_manifest(directory, problems)
     if manifest is None or problems:
-        raise ImportValidationError(problems)
+        raise problems.error()
     parsed = ParsedACKB(directory)
+    budget = [MAX_ROWS_TOTAL]
     for label, entry in manifest.get("nodes", {}).items():
-        rows, numbers = _parse_rows(directory, entry, NODE_RECORDS[label], lambda r: r["id"], problems)
+        rows, numbers = _parse_rows(directory, entry, NODE_RECORDS[label], lambda r: r["id"], problems, budget)
         parsed.nodes[label] = rows
         if label == "CreativeClip":
-            for row, number in zip(rows, numbers):
-                path = row.get("video_path")
-                if path and not (directory / "media" / path).is_file() and not (media_dir and (media_dir / path).is_file()):
-                    problems.add(f"{entry['file']}:{number}:video_path", f"media/{path} is neither in the import nor in the store's media folder")
+            _check_clip_media(parsed, entry["file"], rows, numbers, store, media_dir, media_limits, problems)
     for type_, entry in manifest.get("relationships", {}).items():
         spec = rel_type(type_)
-        rows, numbers = _parse_rows(directory, entry, REL_RECORDS[type_], lambda r: (r["from"], r["to"]), problems)
+        rows, numbers = _parse_rows(directory, entry, REL_RECORDS[type_], lambda r: (r["from"], r["to"]), problems, budget)
         parsed.relationships[type_] = rows
         for end, label in (("from", spec.source), ("to", spec.target)):
             imported = {row["id"] for row in parsed.nodes.get(label, [])}
@@ -227,9 +329,105 @@ def read_ackb(directory: Path, store: GraphStore | None = None, media_dir: Path 
             for row, number in zip(rows, numbers):
                 if row[end] in missing:
                     problems.add(f"{entry['file']}:{number}:{end}", f"no {label} with id {row[end]!r} in this import or in the store")
-    if problems:
-        raise ImportValidationError(problems)
+    if problems.total:
+        raise problems.error()
     return parsed
+
+
+def _stored_owners(store: GraphStore | None, paths: list[str]) -> dict[str, str]:
+    """video_path -> id of the stored clips using those paths."""
+    owners: dict[str, str] = {}
+    if store is None:
+        return owners
+    query = "MATCH (c:CreativeClip) WHERE c.video_path IN $paths RETURN c.id AS id, c.video_path AS path"
+    for start in range(0, len(paths), LOOKUP_BATCH):
+        for record in store.read(lambda tx, batch=paths[start : start + LOOKUP_BATCH]: tx.run(query, paths=batch)):
+            owners.setdefault(record["path"], record["id"])
+    return owners
+
+
+def _check_clip_media(
+    parsed: ParsedACKB,
+    relative: str,
+    rows: list[Row],
+    numbers: list[int],
+    store: GraphStore | None,
+    media_dir: Path | None,
+    limits: MediaLimits | None,
+    problems: _Problems,
+) -> None:
+    """Each clip's video: in the import (a regular file, no symlink) or in the store; with limits, checked and planned."""
+    imported_ids = {row["id"] for row in rows}
+    stored = _stored_owners(store, sorted({row["video_path"] for row in rows if row.get("video_path")}))
+    owners = {path: clip for path, clip in stored.items() if clip not in imported_ids}  # imported clips bring their own paths
+    checks: list[tuple[str, str, str]] = []  # (where, path, clip id)
+    for row, number in zip(rows, numbers):
+        path = row.get("video_path")
+        if not path:
+            continue
+        where = f"{relative}:{number}:video_path"
+        owner = owners.setdefault(path, row["id"])
+        if owner != row["id"]:
+            problems.add(where, f"media/{path} is already the video of clip {owner!r}; each clip needs a file of its own")
+        else:
+            checks.append((where, path, row["id"]))
+    # each check waits on FFmpeg processes: run them side by side, report in file order
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        results = pool.map(lambda c: _media_problem(parsed.directory, c[1], c[2], stored.get(c[1]), media_dir, limits), checks)
+        for (where, _, _), (problem, plan) in zip(checks, results):
+            if problem:
+                problems.add(where, problem)
+            elif plan:
+                parsed.media.append(plan)
+
+
+def _media_problem(
+    directory: Path, path: str, clip_id: str, stored_owner: str | None, media_dir: Path | None, limits: MediaLimits | None
+) -> tuple[str | None, MediaPlan | None]:
+    """(why the clip's video `path` cannot be imported, or None; the copy to make, or None when nothing is to copy)."""
+    try:
+        fd = open_inside(directory, f"media/{path}")
+    except Absent:
+        if media_dir is not None and is_regular_inside(media_dir, path):
+            return None, None
+        return f"media/{path} is neither in the import nor in the store's media folder", None
+    except RefusedFile as exc:
+        return f"media/{path} {exc}", None
+    try:
+        if limits is None:
+            return None, None
+        suffix = PurePosixPath(path).suffix.lower()
+        if suffix not in VIDEO_SUFFIXES:
+            return f"media/{path} is not named as a video: expected one of {', '.join(VIDEO_SUFFIXES)}", None
+        digest = sha256_fd(fd)
+        stored_digest = _stored_digest(media_dir, path)
+        if stored_digest == digest:
+            return None, None  # the same bytes are already in the store
+        if stored_digest is not None and stored_owner != clip_id:
+            return f"media/{path}: the store's media folder already holds a different file there, not this clip's; refused", None
+        try:
+            check_fd(fd, suffix, limits)
+        except MediaError as exc:
+            return f"media/{path} {exc}", None
+        return None, MediaPlan(path, digest)
+    finally:
+        os.close(fd)
+
+
+def _stored_digest(media_dir: Path | None, path: str) -> str | None:
+    """SHA-256 of the store's file at `path`, None when absent; a symlink or device there counts as a different file."""
+    if media_dir is None:
+        return None
+    try:
+        fd = open_inside(media_dir, path)
+    except Absent:
+        return "refused" if os.path.lexists(media_dir / path) else None  # a folder stands there
+    except ValueError:
+        return "refused"
+    try:
+        return sha256_fd(fd)
+    finally:
+        os.close(fd)
 
 
 def stored_properties(value: Row) -> Row:
@@ -290,32 +488,22 @@ def _plan_relationship(row: Row, stored: Row | None, now: str, timestamped: bool
     return None if _without_nulls(desired) == stored else desired
 
 
-def _stage_media(parsed: ParsedACKB, media_dir: Path) -> list[tuple[Path, Path]]:
-    """Copy the import's new or changed video files next to their targets as hidden partial files.
+def import_ackb(
+    store: GraphStore, directory: Path, media_dir: Path, *, progress: bool = False, media_limits: MediaLimits | None = None
+) -> ImportReport:
+    """Validate `directory` completely, then write it to the store in one transaction and place its media.
 
-    Returns (partial, target) pairs; they replace the targets only after the graph write commits,
-    so a failed import leaves the media folder as it was. Identical files are not copied.
+    A previous import's media placement that a crash interrupted is completed or rolled back first.
     """
-    staged: list[tuple[Path, Path]] = []
-    for relative in parsed.media_paths:
-        source = parsed.directory / "media" / relative
-        target = media_dir / relative
-        if not source.is_file():
-            continue  # validated: the file is already in the store's media folder
-        if target.is_file() and target.stat().st_size == source.stat().st_size and sha256_file(target) == sha256_file(source):
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
-        shutil.copyfile(source, partial)
-        staged.append((partial, target))
-    return staged
-
-
-def import_ackb(store: GraphStore, directory: Path, media_dir: Path, *, progress: bool = False) -> ImportReport:
-    """Validate `directory` completely, then write it to the store in one transaction."""
-    parsed = read_ackb(Path(directory), store, Path(media_dir))
-    staged = _stage_media(parsed, Path(media_dir))
-    report = ImportReport(media_copied=len(staged))
+    media_dir = Path(media_dir)
+    placement.recover(store, media_dir)
+    parsed = read_ackb(Path(directory), store, media_dir, media_limits=media_limits or MediaLimits())
+    import_id = placement.new_import_id()
+    try:
+        moves = placement.stage(parsed.directory, [(m.relative, m.sha256) for m in parsed.media], media_dir, import_id)
+    except (placement.MediaChangedError, RefusedFile, Absent) as exc:
+        raise ImportValidationError([f"media: {exc}"]) from None
+    report = ImportReport(media_copied=len(moves))
     total = sum(map(len, parsed.nodes.values())) + sum(map(len, parsed.relationships.values()))
     now = utc_now()
 
@@ -344,15 +532,20 @@ def import_ackb(store: GraphStore, directory: Path, media_dir: Path, *, progress
                 store.bulk_update_relationships(tx, type_, changed)
                 _count(report, type_, len(new), len(changed), len(rows))
                 bar.update(len(rows))
+        if moves:
+            placement.record_commit(tx, import_id, moves)
 
     try:
+        if moves:
+            placement.write_journal(media_dir, import_id, moves)
+            placement.pause_for_test("staged")
         store.write(work)
     except BaseException:
-        for partial, _ in staged:
-            partial.unlink(missing_ok=True)
+        placement.settle(store, media_dir, import_id, moves)
         raise
-    for partial, target in staged:
-        os.replace(partial, target)
+    placement.pause_for_test("commit")
+    placement.place(media_dir, moves, pause=True)
+    placement.remove_journal(media_dir, import_id)
     return report
 
 
@@ -391,6 +584,17 @@ def write_ackb(directory: Path, nodes: dict[str, list[Row]], relationships: dict
     return counts
 
 
+def _export_media_file(media_dir: Path, relative: str, target: Path) -> None:
+    """Copy one stored video into the export, reading it without following symlinks (absent or refused: skipped)."""
+    try:
+        fd = open_inside(media_dir, relative)
+    except (Absent, ValueError):
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with os.fdopen(fd, "rb") as source, target.open("wb") as out:
+        shutil.copyfileobj(source, out)
+
+
 def export_ackb(store: GraphStore, directory: Path, media_dir: Path, *, overwrite: bool = False, progress: bool = False) -> dict[str, int]:
     """Write the whole ACKB to `directory` (which must be absent or empty unless `overwrite`)."""
     directory = Path(directory)
@@ -425,10 +629,7 @@ def export_ackb(store: GraphStore, directory: Path, media_dir: Path, *, overwrit
         manifest[section][name] = {"file": relative, "count": len(records), "sha256": sha256_file(partial / relative)}
         counts[name] = len(records)
     for relative in media:
-        source = Path(media_dir) / relative
-        if source.is_file():
-            (partial / "media" / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, partial / "media" / relative)
+        _export_media_file(Path(media_dir), relative, partial / "media" / relative)
     _write_manifest(partial, manifest)
     if directory.exists():
         shutil.rmtree(directory)

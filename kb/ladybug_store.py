@@ -104,17 +104,7 @@ class LadybugStore(GraphStore):
                 f"{path} is already open in this process: use that store (a second handle on one Ladybug "
                 "file does not see the first one's writes and can lose them)"
             )
-        try:
-            self._database = ladybug.Database(
-                str(path), read_only=read_only, buffer_pool_size=buffer_pool_bytes, max_db_size=max_db_bytes
-            )
-        except RuntimeError as exc:
-            if "lock" in str(exc).lower():
-                raise StoreError(
-                    f"{path} is open for writing in another process (Ladybug allows one writer; "
-                    "use Neo4j for several concurrent writers)"
-                ) from None
-            raise StoreError(f"cannot open {path}: {exc}") from None
+        self._database = _open_database(path, read_only, buffer_pool_bytes=buffer_pool_bytes, max_db_bytes=max_db_bytes)
         self._connection = ladybug.Connection(self._database)
         _OPEN_IN_PROCESS.add(key)
         self._key = key
@@ -193,6 +183,39 @@ class LadybugStore(GraphStore):
             self._database.close()
             self._connection = None  # type: ignore[assignment]
             _OPEN_IN_PROCESS.discard(self._key)
+
+
+RECOVERY_PENDING = "checkpoint recovery is pending"  # Ladybug's words when a writer died mid-checkpoint
+
+
+def _open_database(path: Path, read_only: bool, *, buffer_pool_bytes: int = 0, max_db_bytes: int | None = None) -> ladybug.Database:
+    """Open the database file; a read-only open that finds an interrupted checkpoint completes it first.
+
+    A process killed while checkpointing leaves recovery files that only a read-write open replays;
+    until then every read-only open fails. When no other process holds the file, one read-write
+    open (which runs the recovery) and close make the read-only open succeed.
+    """
+    sizes = {"buffer_pool_size": buffer_pool_bytes, "max_db_size": max_db_bytes}
+    try:
+        return _database(path, read_only, **sizes)
+    except StoreError as exc:
+        if not read_only or RECOVERY_PENDING not in str(exc):
+            raise
+    _database(path, read_only=False).close()  # replays the interrupted checkpoint; refused if another process holds it
+    return _database(path, read_only=True, **sizes)
+
+
+def _database(path: Path, read_only: bool, *, buffer_pool_size: int = 0, max_db_size: int | None = None) -> ladybug.Database:
+    """`ladybug.Database` (sizes: 0 / None keep Ladybug's defaults), its errors as StoreError with a readable message."""
+    try:
+        return ladybug.Database(str(path), read_only=read_only, buffer_pool_size=buffer_pool_size, max_db_size=max_db_size)
+    except RuntimeError as exc:
+        if "lock" in str(exc).lower():
+            raise StoreError(
+                f"{path} is open for writing in another process (Ladybug allows one writer; "
+                "use Neo4j for several concurrent writers)"
+            ) from None
+        raise StoreError(f"cannot open {path}: {exc}") from None
 
 
 def _unwind_set(tx: _LadybugTransaction, match: str, variable: str, properties: dict[str, str], rows: Sequence[Row]) -> None:

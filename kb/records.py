@@ -1,7 +1,8 @@
 """Pydantic models of every ACKB record: the one validation used by import, the repository and the UI.
 
 Strict types (no "3" for 3), unknown fields refused, lengths bounded, no control characters in
-ids and names, timestamps in the stored format. `tests/test_schema.py` checks these models agree
+ids and names (texts may hold tab, newline and carriage return, nothing else of the kind), ids from
+an allow-list of characters, timestamps in the stored format, JSON without repeated keys. `tests/test_schema.py` checks these models agree
 with `kb.schema`.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
+from collections import Counter
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -23,12 +26,64 @@ MAX_TAGS = 50
 MAX_JSON = 20_000  # characters of a JSON-object property (generation parameters, timings)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 control characters
+_TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # the same, less tab, newline, carriage return
 INT64_MAX = 2**63 - 1  # both backends store integers as 64-bit
+
+ID_PUNCTUATION = frozenset("-_.:@+")
+# Letters and marks that show nothing (Unicode default-ignorable): refused in ids, where they would
+# make two ids that look the same. Format characters (bidi controls, zero-width) are not letters anyway.
+_INVISIBLE = frozenset(
+    [0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180F, 0x3164, 0xFFA0, *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)]
+)
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object names the same key twice (which json.loads would silently resolve to the last)."""
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`object_pairs_hook` for json.loads: refuse a repeated key instead of keeping the last value."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        repeated = next(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
+        raise DuplicateKeyError(f"duplicate key {repeated!r}")
+    return result
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=unique_keys)
+
+
+def loads_json(text: str) -> Any:
+    """json.loads refusing repeated keys in any object (DuplicateKeyError, a ValueError)."""
+    return _DECODER.decode(text)
 
 
 def _no_control_characters(value: str) -> str:
     if _CONTROL.search(value):
         raise ValueError("must not contain control characters (newlines, tabs, NUL...)")
+    return value
+
+
+def _text_characters(value: str) -> str:
+    if _TEXT_CONTROL.search(value):
+        raise ValueError("must not contain control characters other than tab, newline and carriage return (NUL, ESC...)")
+    return value
+
+
+_ASCII_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-_.:@+]*")  # the common case, checked at C speed
+
+
+def _id_characters(value: str) -> str:
+    """An allow-list: letters, digits and marks of any script, and - _ . : @ +; starting with a letter or digit."""
+    if _ASCII_ID.fullmatch(value):
+        return value
+    for position, char in enumerate(value):
+        allowed = char.isalnum() or (position > 0 and (char in ID_PUNCTUATION or unicodedata.category(char) in ("Mn", "Mc")))
+        if not allowed or ord(char) in _INVISIBLE:
+            raise ValueError(
+                f"character {ascii(char)} at position {position + 1} is not allowed: ids hold letters, digits and marks "
+                "of any script and - _ . : @ + (not first), no spaces, invisible or direction-changing characters"
+            )
     return value
 
 
@@ -59,7 +114,7 @@ def _finite(value: float) -> float:
 
 def _json_object(value: str) -> str:
     try:
-        parsed = json.loads(value)
+        parsed = loads_json(value)
     except (ValueError, RecursionError) as exc:
         raise ValueError(f"must be a JSON object encoded as a string: {str(exc)[:200]}") from None
     if not isinstance(parsed, dict):
@@ -67,9 +122,15 @@ def _json_object(value: str) -> str:
     return value
 
 
-Id = Annotated[str, Field(min_length=1, max_length=MAX_ID), AfterValidator(_not_blank), AfterValidator(_no_control_characters)]
+Id = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_ID),
+    AfterValidator(_not_blank),
+    AfterValidator(_no_control_characters),
+    AfterValidator(_id_characters),
+]
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME), AfterValidator(_not_blank), AfterValidator(_no_control_characters)]
-Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT), AfterValidator(_not_blank)]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT), AfterValidator(_not_blank), AfterValidator(_text_characters)]
 Timestamp = Annotated[str, AfterValidator(_timestamp)]
 MediaPath = Annotated[str, Field(max_length=500), AfterValidator(_no_control_characters), AfterValidator(_media_path)]
 Number = Annotated[float, AfterValidator(_finite)]

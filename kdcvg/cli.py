@@ -60,9 +60,13 @@ def kb_import(
 ) -> None:
     """Validate an ACKB directory completely, then load it in one transaction."""
     from kb.interchange import import_ackb
+    from kb.media import MediaLimits
 
+    config = settings()
     with opened_store() as store, handled_errors():
-        report = import_ackb(store, directory, settings().media_dir, progress=progress and sys.stderr.isatty())
+        report = import_ackb(
+            store, directory, config.media_dir, progress=progress and sys.stderr.isatty(), media_limits=MediaLimits.from_settings(config)
+        )
     table = Table("label / type", "created", "updated", "unchanged")
     for name in report.created:
         table.add_row(name, str(report.created[name]), str(report.updated[name]), str(report.unchanged[name]))
@@ -114,6 +118,7 @@ def kb_demo(
     from kb import migrate
     from kb.demo.build import build_demo_ackb
     from kb.interchange import import_ackb
+    from kb.media import MediaLimits
     from kb.stats import ackb_stats
 
     config = settings()
@@ -135,7 +140,7 @@ def kb_demo(
     with opened_store(migrated=False) as store, handled_errors():
         for migration in migrate.migrate(store):
             out.print(f"applied migration V{migration.version:04d} {migration.description}")
-        report = import_ackb(store, demo_dir, config.media_dir, progress=sys.stderr.isatty())
+        report = import_ackb(store, demo_dir, config.media_dir, progress=sys.stderr.isatty(), media_limits=MediaLimits.from_settings(config))
         stats = ackb_stats(store)
     created = sum(report.created.values())
     print(f"imported: {created} new, {sum(report.updated.values())} updated, {sum(report.unchanged.values())} unchanged rows")

@@ -74,6 +74,10 @@ class Settings(BaseModel):
     ui_users_file: Path | None = Field(
         default=None, description="The curation app's users file (hashed passwords, roles); default: <data>/ui/users.yaml."
     )
+    media_max_bytes: int = Field(default=200 * 1024 * 1024, gt=0, description="Largest video file accepted (import, upload).")
+    media_max_seconds: float = Field(default=300.0, gt=0, description="Longest video accepted, from its container header.")
+    media_max_fps: float = Field(default=120.0, gt=0, description="Highest frame rate accepted, from the container header.")
+    media_max_pixels: int = Field(default=3840 * 2160, gt=0, description="Most pixels per frame accepted (width x height).")
     neo4j_uri: str | None = None
     neo4j_user: str = "neo4j"
     neo4j_password: str | None = None

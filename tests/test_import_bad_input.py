@@ -29,6 +29,7 @@ from kb.interchange import ImportValidationError, import_ackb
 from kb.records import MAX_ID, MAX_NAME, MAX_TAGS, MAX_TEXT
 from kb.store import GraphStore
 from tests.conftest import snapshot
+from tests.videos import write_video
 
 CAT = "nodes/Category.jsonl"
 PROD = "nodes/Product.jsonl"
@@ -44,6 +45,7 @@ MANIFEST = "manifest.json"
 
 STAMP = "2026-01-01T00:00:00.000000Z"
 CANARY_MEDIA = "clips/canary.mp4"
+STORE_OWN_MEDIA = "clips/store-own.mp4"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,8 +168,7 @@ def add_canary(d: Path) -> None:
         "height": 64,
     }
     put_lines(d, CLIP, [*lines, _dump({**canary_clip, "created_at": STAMP, "updated_at": STAMP, "version": 1})])
-    (d / "media" / "clips").mkdir(parents=True, exist_ok=True)
-    (d / "media" / CANARY_MEDIA).write_bytes(b"the import's canary video")
+    write_video(d / "media" / CANARY_MEDIA, shade=200)
     # and one changed existing row, so an update would show too
     edit_row(d, PROD, 1, name="Product 0, renamed by the canary")
 
@@ -822,8 +823,7 @@ def _is_file(d: Path) -> Path:
 def loaded(store: GraphStore, media_dir: Path, small_ackb: Path, editable_ackb: Path) -> GraphStore:
     """The store holding the small ACKB, a file of its own in the media folder, and the canary copy."""
     import_ackb(store, small_ackb, media_dir)
-    (media_dir / "clips").mkdir()
-    (media_dir / CANARY_MEDIA).write_bytes(b"the store's own video, not to be overwritten")
+    write_video(media_dir / STORE_OWN_MEDIA, shade=50)  # a file no clip owns, not to be touched
     add_canary(editable_ackb)
     return store
 
@@ -1068,7 +1068,7 @@ def test_values_at_the_limits_import_and_export_byte_identical(
     edit_row(d, CLIP, 3, duration_s=0.0, fps=0.001, width=1, height=1, num_frames=1, motion_magnitude=0.0, motion_jitter=0.0)
     edit_row(d, ILLUSTRATES, 2, score=0.0)
     edit_row(d, ILLUSTRATES, 3, score=1.0)
-    edit_row(d, SP, 4, text="text may hold control characters: NUL \x00, SOH \x01, DEL \x7f, tab \t, new\nline\r\n")
+    edit_row(d, SP, 4, text="text may hold tab \t, new\nline and carriage return\r\n, and no other control character")
 
     import_ackb(store, d, media_dir)
     exported = snapshot(store, media_dir, tmp_path)

@@ -13,6 +13,7 @@ from kb.stats import ackb_stats
 from kb.store import GraphStore
 from kb.synthetic import synthetic_ackb
 from tests.conftest import snapshot
+from tests.videos import write_video
 
 
 def _files(directory: Path) -> dict[str, bytes]:
@@ -78,8 +79,7 @@ def test_media_files_travel_with_the_ackb(store: GraphStore, tmp_path: Path) -> 
     manifest = json.loads((source / "manifest.json").read_text())
     del manifest["nodes"]["CreativeClip"]["sha256"]
     (source / "manifest.json").write_text(json.dumps(manifest))
-    (source / "media" / "clips").mkdir(parents=True)
-    (source / "media" / "clips" / "first.mp4").write_bytes(b"\x00\x00\x00 ftypisom" + bytes(range(256)))
+    write_video(source / "media" / "clips" / "first.mp4")
     media = tmp_path / "media"
     report = import_ackb(store, source, media)
     assert report.media_copied == 1
