@@ -36,6 +36,7 @@ from typing import TypeVar
 
 from kb import repository as repo
 from kb.audit import record_audit
+from kb.media import VIDEO_SUFFIXES, MediaError, MediaLimits, check_video
 from kb.motion import MotionMeasurementError, measure_motion
 from kb.records import MAX_NAME, MAX_TEXT
 from kb.repository import RecordValidationError, StaleWriteError
@@ -54,14 +55,6 @@ CURATED_RELATIONSHIPS: dict[str, repo.RelationshipRepository] = {
     r.spec.type: r for r in (repo.in_category, repo.has_selling_point, repo.illustrates, repo.features, repo.has_motion)
 }
 CLIP_DIR = "clips"  # uploaded clips go to media/clips/<id><suffix>, as the demo's (kb.demo.build.CLIP_DIR)
-MAX_UPLOAD_BYTES = 200 * 1024 * 1024  # Streamlit's default upload limit
-# container signatures: (suffixes, predicate on the first bytes)
-_CONTAINERS: tuple[tuple[tuple[str, ...], Callable[[bytes], bool]], ...] = (
-    ((".mp4", ".m4v", ".mov"), lambda head: head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free")),
-    ((".webm", ".mkv"), lambda head: head[:4] == b"\x1a\x45\xdf\xa3"),
-    ((".avi",), lambda head: head[:4] == b"RIFF" and head[8:12] == b"AVI "),
-)
-VIDEO_SUFFIXES: tuple[str, ...] = tuple(s for suffixes, _ in _CONTAINERS for s in suffixes)
 MEASURED_PROPERTIES: tuple[str, ...] = ("video_path", "duration_s", "fps", "width", "height", "num_frames", *MOTION_DESCRIPTORS)
 _FILE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")  # an uploaded clip's id, used as its file name
 _TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # control characters except tab and newline
@@ -101,14 +94,10 @@ def link_key(source: str, target: str) -> str:
     return f"{source}->{target}"
 
 
-def _video_container_ok(suffix: str, data: bytes) -> bool:
-    return any(suffix in suffixes and check(data[:16]) for suffixes, check in _CONTAINERS)
-
-
 class Curator:
     """One annotator's writes to the ACKB (`actor` is recorded on every change); uploads go to `media_dir`."""
 
-    def __init__(self, store: GraphStore, actor: str, media_dir: Path) -> None:
+    def __init__(self, store: GraphStore, actor: str, media_dir: Path, *, media_limits: MediaLimits | None = None) -> None:
         if not isinstance(actor, str) or not actor.strip():
             raise RecordValidationError("the annotator's name (actor) must not be empty", field="actor")
         _check_strings("actor", {"actor": actor})
@@ -117,6 +106,7 @@ class Curator:
         self.store = store
         self.actor = actor.strip()
         self.media_dir = Path(media_dir)
+        self.media_limits = media_limits or MediaLimits()
 
     # ---- helpers -------------------------------------------------------------------------------
 
@@ -298,12 +288,10 @@ class Curator:
             )
         if not data:
             raise RecordValidationError(f"{filename!r} is empty", field="file")
-        if len(data) > MAX_UPLOAD_BYTES:
+        if len(data) > self.media_limits.max_bytes:
             raise RecordValidationError(
-                f"{filename!r} is too large ({len(data):,} bytes; at most {MAX_UPLOAD_BYTES:,})", field="file"
+                f"{filename!r} is too large ({len(data):,} bytes; at most {self.media_limits.max_bytes:,})", field="file"
             )
-        if not _video_container_ok(suffix, data):
-            raise RecordValidationError(f"{filename!r} is not a {suffix} video (its bytes are something else)", field="file")
         own = {k: v for k, v in record.items() if k not in MEASURED_PROPERTIES}
         own.setdefault("id", f"clip-{secrets.token_hex(6)}")
         _check_strings("CreativeClip", own)
@@ -320,6 +308,10 @@ class Curator:
         staged = folder / f".upload-{secrets.token_hex(8)}{suffix}"
         staged.write_bytes(data)
         try:
+            try:
+                check_video(staged, self.media_limits)  # the same container, codec and cap checks as an import
+            except MediaError as exc:
+                raise RecordValidationError(f"{filename!r} {str(exc).removeprefix(f'{staged}: ')}", field="file") from None
             try:
                 measured = measure_motion(staged)
             except MotionMeasurementError as exc:

@@ -238,9 +238,9 @@ def _png_bytes() -> bytes:
     "filename, payload, message",
     [
         ("notes.txt", lambda video: b"just text\n" * 50, "not a video file"),
-        ("notes.mp4", lambda video: b"just text\n" * 50, "not a .mp4 video"),
-        ("picture.mp4", lambda video: _png_bytes(), "not a .mp4 video"),
-        ("truncated.mp4", lambda video: video[:300], "not a decodable video"),
+        ("notes.mp4", lambda video: b"just text\n" * 50, "is not a video"),
+        ("picture.mp4", lambda video: _png_bytes(), "is not a video"),
+        ("truncated.mp4", lambda video: video[:300], "not a (readable|decodable) video"),
         ("empty.mp4", lambda video: b"", "empty"),
     ],
 )

@@ -5,7 +5,7 @@
   allow-list in front of the runtime's upload manager (the uploader widget is also only drawn for
   curators). Files of a session that loses the right are dropped.
 - Size is capped by Streamlit (`server.maxUploadSize`, set by `kdcvg ui`) and again here; duration,
-  frame rate, resolution and frame count are read from the container header (`probe_video`) and
+  frame rate, resolution and frame count are read from the container header (`kb.media`) and
   capped BEFORE any frame is decoded.
 - Motion is measured (all frames decoded) OUTSIDE the store lock: the Curator works on a view of the
   shared store that takes the lock only for its final write, so other sessions are served meanwhile;
@@ -14,16 +14,13 @@
 
 from __future__ import annotations
 
-import math
 import tempfile
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
-
 from kb.curation import VIDEO_SUFFIXES, Curator
+from kb.media import MediaError, MediaLimits, VideoInfo, check_video
 from kb.repository import RecordValidationError
 from kb.store import Row
 
@@ -32,67 +29,38 @@ MAX_SECONDS = 30.0
 MAX_FPS = 60.0
 MAX_PIXELS = 1920 * 1080
 MAX_FRAMES = 900
+# The app's caps are tighter than an import's: one upload's motion is measured while annotators wait.
+UPLOAD_LIMITS = MediaLimits(max_bytes=MAX_UPLOAD_MB * 1024 * 1024, max_seconds=MAX_SECONDS, max_fps=MAX_FPS, max_pixels=MAX_PIXELS)
 MEASURING = threading.BoundedSemaphore(1)  # one motion measurement at a time in this server
 
 
-@dataclass(frozen=True)
-class VideoHeader:
-    """What a video's container says about it, read without decoding its frames."""
-
-    width: int
-    height: int
-    fps: float
-    frame_count: int
-    duration_s: float
+def frame_count(info: VideoInfo) -> int:
+    """The number of frames the header promises (duration times rate)."""
+    return round((info.duration_s or 0.0) * info.fps)
 
 
-def probe_video(path: Path) -> VideoHeader | None:
-    """The container header's facts about `path` (FFmpeg's demuxer, no frame decoded), or None if it is no video."""
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    try:
-        if not capture.isOpened():
-            return None
-        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
-        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        fps = float(capture.get(cv2.CAP_PROP_FPS))
-        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    finally:
-        capture.release()
-    if width <= 0 or height <= 0 or not math.isfinite(fps) or fps <= 0 or frames <= 0:
-        return None
-    return VideoHeader(width, height, fps, frames, frames / fps)
+def check_upload(filename: str, data: bytes) -> VideoInfo:
+    """Refuse an upload over the size cap or whose container header passes a cap, before its frames are decoded.
 
-
-def header_problem(header: VideoHeader) -> str | None:
-    """Why a video with this header is refused (the first cap it passes), or None."""
-    if header.width * header.height > MAX_PIXELS:
-        return f"its picture is {header.width}x{header.height}; at most {MAX_PIXELS:,} pixels (1920x1080)"
-    if header.fps > MAX_FPS:
-        return f"it has {header.fps:g} frames per second; at most {MAX_FPS:g}"
-    if header.duration_s > MAX_SECONDS:
-        return f"it lasts {header.duration_s:.1f} s; at most {MAX_SECONDS:g} s"
-    if header.frame_count > MAX_FRAMES:
-        return f"it has {header.frame_count} frames; at most {MAX_FRAMES}"
-    return None
-
-
-def check_upload(filename: str, data: bytes) -> VideoHeader:
-    """Refuse an upload over the size cap or whose header passes a cap, before anything is decoded."""
-    if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
+    One check for every door: `kb.media.check_video` (container, codec, size, duration, rate and
+    picture read from the header, then one frame decoded), with the app's tighter limits.
+    """
+    if len(data) > UPLOAD_LIMITS.max_bytes:
         raise RecordValidationError(f"{filename!r} is too large ({len(data):,} bytes; at most {MAX_UPLOAD_MB} MB)", field="file")
     suffix = Path(filename).suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
         raise RecordValidationError(f"{filename!r} is not a video file: expected one of {', '.join(VIDEO_SUFFIXES)}", field="file")
     with tempfile.TemporaryDirectory(prefix="kdcvg-upload-") as folder:  # mode 0700
-        path = Path(folder) / f"probe{suffix}"
+        path = Path(folder) / f"upload{suffix}"
         path.write_bytes(data)
-        header = probe_video(path)
-    if header is None:
-        raise RecordValidationError(f"{filename!r} is not a {suffix or 'known'} video (no readable video stream in its container)", field="file")
-    problem = header_problem(header)
-    if problem is not None:
-        raise RecordValidationError(f"{filename!r} is refused before decoding: {problem}", field="file")
-    return header
+        try:
+            info = check_video(path, UPLOAD_LIMITS)
+        except MediaError as exc:
+            reason = str(exc).removeprefix(f"{path}: ")
+            raise RecordValidationError(f"{filename!r} is refused before decoding: it {reason}", field="file") from None
+    if frame_count(info) > MAX_FRAMES:
+        raise RecordValidationError(f"{filename!r} is refused before decoding: it has {frame_count(info)} frames; at most {MAX_FRAMES}", field="file")
+    return info
 
 
 def upload_clip(shared: Any, username: str, filename: str, data: bytes, record: Row, *, product_id: str | None, motion_id: str | None) -> Row:
@@ -103,7 +71,7 @@ def upload_clip(shared: Any, username: str, filename: str, data: bytes, record: 
     if not data:
         raise RecordValidationError(f"{filename!r} is empty", field="file")
     check_upload(filename, data)
-    curator = Curator(shared.per_call(), username, shared.settings.media_dir)
+    curator = Curator(shared.per_call(), username, shared.settings.media_dir, media_limits=UPLOAD_LIMITS)
     with MEASURING:
         return curator.upload_clip(filename, data, record, product_id=product_id, motion_id=motion_id)
 
