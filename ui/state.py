@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
-from kb import migrate
+from kb import media_placement, migrate
 from kb.migrate import MigrationError
 from kb.store import GraphStore, QueryResult, StoreError, Transaction, open_store
 from kdcvg import store_lock
@@ -43,7 +43,8 @@ class SharedStore:
         self._store: GraphStore | None = None
         self._writer = store_lock.adopt_inherited(settings) or store_lock.acquire(settings, store_lock.APP)
         try:
-            self._open()
+            store = self._open()
+            media_placement.recover(store, settings.media_dir)  # finish or undo an import killed while placing media
         except BaseException:
             self._release_writer()
             raise
