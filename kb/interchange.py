@@ -33,6 +33,9 @@ FORMAT = "ackb"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 MAX_PROBLEMS = 1_000  # problems kept (and listed); all of them are counted
+# Labels whose records own a video file under media/ (clips, generated videos): imported, exported and checked alike.
+MEDIA_LABELS: tuple[str, ...] = tuple(label for label, spec in NODE_TYPES.items() if "video_path" in spec.properties)
+WHOSE = {"CreativeClip": "clip", "GeneratedVideo": "generated video"}
 LOOKUP_BATCH = 5_000  # ids per `UNWIND $ids ... MATCH {id: i}` (primary-key lookups; `IN $ids` scans)
 MAX_LINE_BYTES = 1 << 20  # a longer line is refused without being held in memory
 MAX_MANIFEST_BYTES = 1 << 20
@@ -71,10 +74,12 @@ class ParsedACKB:
     nodes: dict[str, list[Row]] = field(default_factory=dict)
     relationships: dict[str, list[Row]] = field(default_factory=dict)
     media: list[MediaPlan] = field(default_factory=list)
+    media_owners: dict[str, tuple[str, str]] = field(default_factory=dict)  # video_path -> (label, id) claiming it
 
     @property
     def media_paths(self) -> list[str]:
-        return sorted({row["video_path"] for row in self.nodes.get("CreativeClip", []) if row.get("video_path")})
+        """Every video file the import's records name (clips and generated videos)."""
+        return sorted({row["video_path"] for label in MEDIA_LABELS for row in self.nodes.get(label, []) if row.get("video_path")})
 
 
 @dataclass
@@ -316,8 +321,8 @@ def read_ackb(directory: Path, store: GraphStore | None = None, media_dir: Path 
     for label, entry in manifest.get("nodes", {}).items():
         rows, numbers = _parse_rows(directory, entry, NODE_RECORDS[label], lambda r: r["id"], problems, budget)
         parsed.nodes[label] = rows
-        if label == "CreativeClip":
-            _check_clip_media(parsed, entry["file"], rows, numbers, store, media_dir, media_limits, problems)
+        if label in MEDIA_LABELS:
+            _check_media(parsed, label, entry["file"], rows, numbers, store, media_dir, media_limits, problems)
     for type_, entry in manifest.get("relationships", {}).items():
         spec = rel_type(type_)
         rows, numbers = _parse_rows(directory, entry, REL_RECORDS[type_], lambda r: (r["from"], r["to"]), problems, budget)
@@ -334,20 +339,25 @@ def read_ackb(directory: Path, store: GraphStore | None = None, media_dir: Path 
     return parsed
 
 
-def _stored_owners(store: GraphStore | None, paths: list[str]) -> dict[str, str]:
-    """video_path -> id of the stored clips using those paths."""
-    owners: dict[str, str] = {}
+Owner = tuple[str, str]  # (label, id) of the record whose video a media file is
+
+
+def _stored_owners(store: GraphStore | None, paths: list[str]) -> dict[str, Owner]:
+    """video_path -> (label, id) of the stored record (clip or generated video) using that path."""
+    owners: dict[str, Owner] = {}
     if store is None:
         return owners
-    query = "MATCH (c:CreativeClip) WHERE c.video_path IN $paths RETURN c.id AS id, c.video_path AS path"
-    for start in range(0, len(paths), LOOKUP_BATCH):
-        for record in store.read(lambda tx, batch=paths[start : start + LOOKUP_BATCH]: tx.run(query, paths=batch)):
-            owners.setdefault(record["path"], record["id"])
+    for label in MEDIA_LABELS:  # schema labels only reach the query text
+        query = f"MATCH (c:{label}) WHERE c.video_path IN $paths RETURN c.id AS id, c.video_path AS path"
+        for start in range(0, len(paths), LOOKUP_BATCH):
+            for record in store.read(lambda tx, batch=paths[start : start + LOOKUP_BATCH]: tx.run(query, paths=batch)):
+                owners.setdefault(record["path"], (label, record["id"]))
     return owners
 
 
-def _check_clip_media(
+def _check_media(
     parsed: ParsedACKB,
+    label: str,
     relative: str,
     rows: list[Row],
     numbers: list[int],
@@ -356,21 +366,24 @@ def _check_clip_media(
     limits: MediaLimits | None,
     problems: _Problems,
 ) -> None:
-    """Each clip's video: in the import (a regular file, no symlink) or in the store; with limits, checked and planned."""
-    imported_ids = {row["id"] for row in rows}
+    """Each record's video (clips and generated videos): in the import (a regular file, no symlink) or in the store;
+    with limits, checked and planned. One file belongs to one record, across labels and across import and store."""
+    imported = {(label, row["id"]) for row in rows}
     stored = _stored_owners(store, sorted({row["video_path"] for row in rows if row.get("video_path")}))
-    owners = {path: clip for path, clip in stored.items() if clip not in imported_ids}  # imported clips bring their own paths
-    checks: list[tuple[str, str, str]] = []  # (where, path, clip id)
+    for path, owner in stored.items():
+        if owner not in imported:  # an imported record brings its own path; a stored one keeps its file
+            parsed.media_owners.setdefault(path, owner)
+    checks: list[tuple[str, str, Owner]] = []  # (where, path, owner)
     for row, number in zip(rows, numbers):
         path = row.get("video_path")
         if not path:
             continue
         where = f"{relative}:{number}:video_path"
-        owner = owners.setdefault(path, row["id"])
-        if owner != row["id"]:
-            problems.add(where, f"media/{path} is already the video of clip {owner!r}; each clip needs a file of its own")
+        owner = parsed.media_owners.setdefault(path, (label, row["id"]))
+        if owner != (label, row["id"]):
+            problems.add(where, f"media/{path} is already the video of {WHOSE[owner[0]]} {owner[1]!r}; each clip or generated video needs a file of its own")
         else:
-            checks.append((where, path, row["id"]))
+            checks.append((where, path, owner))
     # each check waits on FFmpeg processes: run them side by side, report in file order
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         results = pool.map(lambda c: _media_problem(parsed.directory, c[1], c[2], stored.get(c[1]), media_dir, limits), checks)
@@ -382,9 +395,9 @@ def _check_clip_media(
 
 
 def _media_problem(
-    directory: Path, path: str, clip_id: str, stored_owner: str | None, media_dir: Path | None, limits: MediaLimits | None
+    directory: Path, path: str, owner: Owner, stored_owner: Owner | None, media_dir: Path | None, limits: MediaLimits | None
 ) -> tuple[str | None, MediaPlan | None]:
-    """(why the clip's video `path` cannot be imported, or None; the copy to make, or None when nothing is to copy)."""
+    """(why the record's video `path` cannot be imported, or None; the copy to make, or None when nothing is to copy)."""
     try:
         fd = open_inside(directory, f"media/{path}")
     except Absent:
@@ -403,8 +416,8 @@ def _media_problem(
         stored_digest = _stored_digest(media_dir, path)
         if stored_digest == digest:
             return None, None  # the same bytes are already in the store
-        if stored_digest is not None and stored_owner != clip_id:
-            return f"media/{path}: the store's media folder already holds a different file there, not this clip's; refused", None
+        if stored_digest is not None and stored_owner != owner:
+            return f"media/{path}: the store's media folder already holds a different file there, not this record's; refused", None
         try:
             check_fd(fd, suffix, limits)
         except MediaError as exc:

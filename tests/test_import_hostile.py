@@ -251,7 +251,7 @@ def test_a_new_clip_may_not_take_over_another_clips_file(store: GraphStore, medi
     before = snapshot(store, media_dir, tmp_path)
     with pytest.raises(ImportValidationError) as caught:
         import_ackb(store, d, media_dir)
-    assert caught.value.problems == [f"{CLIP}:1:video_path: media/clips/owned.mp4 is already the video of clip 'clip-0000000-000'; each clip needs a file of its own"]
+    assert caught.value.problems == [f"{CLIP}:1:video_path: media/clips/owned.mp4 is already the video of clip 'clip-0000000-000'; each clip or generated video needs a file of its own"]
     assert (media_dir / "clips" / "owned.mp4").read_bytes() == owned
     assert snapshot(store, media_dir, tmp_path) == before
 
@@ -263,7 +263,7 @@ def test_a_new_clip_may_not_overwrite_a_different_file_nobody_owns(store: GraphS
     with pytest.raises(ImportValidationError) as caught:
         import_ackb(store, editable_ackb, media_dir)
     assert caught.value.problems == [
-        f"{CLIP}:3:video_path: media/clips/stray.mp4: the store's media folder already holds a different file there, not this clip's; refused"
+        f"{CLIP}:3:video_path: media/clips/stray.mp4: the store's media folder already holds a different file there, not this record's; refused"
     ]
     assert stray.read_bytes() == kept
 
