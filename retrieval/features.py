@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kb.schema import MOTION_DESCRIPTORS, NODE_TYPES
-from retrieval.graph import AckbGraph
+from kb.schema import MOTION_DESCRIPTORS
+from retrieval.graph import KNOWLEDGE_LABELS, AckbGraph
 
 if TYPE_CHECKING:
     from retrieval.clip_image import OpenClipEncoder
@@ -136,7 +136,7 @@ def build_features(
         if cache.is_file():
             with np.load(cache) as stored:
                 return {key: stored[key] for key in stored.files}
-    features = {label: encoder.encode([node_text(label, row) for row in graph.nodes[label]]) for label in NODE_TYPES}
+    features = {label: encoder.encode([node_text(label, row) for row in graph.nodes[label]]) for label in KNOWLEDGE_LABELS}
     features["CreativeClip.visual"] = clip_visual_features(graph)
     if clip_encoder is not None:
         clip_image = clip_encoder.encode_videos([graph.video_file(row) for row in graph.nodes["CreativeClip"]])
