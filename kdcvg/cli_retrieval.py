@@ -69,7 +69,8 @@ def _latest_meta() -> dict | None:
 
 
 def _save_with_index(model: Any, config: Any, graph: Any, features: dict, metrics: dict, train: list[str], extra: dict | None = None) -> Path:
-    """Save a checkpoint version and the ANN index of its serving clip vectors inside it."""
+    """Save a checkpoint version with the ANN index of its serving clip vectors, and its serving bundle (a warm first retrieve)."""
+    from retrieval.api import load_sar
     from retrieval.checkpoint import save_checkpoint
     from retrieval.index import ClipIndex
     from retrieval.sar import SarRetriever
@@ -77,6 +78,7 @@ def _save_with_index(model: Any, config: Any, graph: Any, features: dict, metric
     path = save_checkpoint(_checkpoint_root(), model, config, graph.content_hash, metrics, train_selling_points=train, extra=extra)
     serving = SarRetriever(model, graph, features, None, text_mix=config.text_mix)  # every approved link passes messages
     ClipIndex.build(graph.ids("CreativeClip"), serving.index_vectors()).save(path / "index")
+    load_sar(settings())
     return path
 
 

@@ -30,6 +30,7 @@ PAGE = 5_000
 # Allow-lists: a label or relationship type added to the schema reaches SAR only when listed here.
 KNOWLEDGE_LABELS: tuple[str, ...] = ("Category", "Product", "SellingPoint", "CreativeClip", "Motion")
 KNOWLEDGE_RELATIONSHIPS: tuple[str, ...] = ("IN_CATEGORY", "HAS_SELLING_POINT", "ILLUSTRATES", "FEATURES", "HAS_MOTION")
+EMBEDDED_LABELS: tuple[str, ...] = ("SellingPoint", "CreativeClip")  # what the SAR model embeds into one space
 
 
 @dataclass

@@ -70,8 +70,9 @@ class SarRetriever:
 
     @property
     def encoder(self) -> TextEncoder:
+        """The encoder that embedded `features`' texts: a fresh text must be embedded by the same one, never a default."""
         if self._encoder is None:
-            self._encoder = TextEncoder()
+            raise ValueError("this SarRetriever has no text encoder: pass encoder= (the TextEncoder that embedded the features) to embed new texts")
         return self._encoder
 
     def _forward(self, data: HeteroData) -> dict[str, np.ndarray]:

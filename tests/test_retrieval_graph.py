@@ -11,7 +11,14 @@ from kb.interchange import import_ackb
 from kb.stats import ackb_stats
 from kb.store import GraphStore, NotFoundError
 from retrieval.features import VISUAL_DIM, TextEncoder, build_features, node_text
-from retrieval.graph import KNOWLEDGE_LABELS, KNOWLEDGE_RELATIONSHIPS, AckbGraph, graph_from_directory, graph_from_store, split_by_selling_point
+from retrieval.graph import (
+    KNOWLEDGE_LABELS,
+    KNOWLEDGE_RELATIONSHIPS,
+    AckbGraph,
+    graph_from_directory,
+    graph_from_store,
+    split_by_selling_point,
+)
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +30,8 @@ def test_whole_export_reproduces_store_counts_and_content(store: GraphStore, sma
     import_ackb(store, small_ackb, media_dir)
     graph = graph_from_store(store, media_dir)
     stats = ackb_stats(store)
-    assert graph.counts() == {**stats["nodes"], **stats["relationships"]}
+    stored = {**stats["nodes"], **stats["relationships"]}
+    assert graph.counts() == {name: stored[name] for name in (*KNOWLEDGE_LABELS, *KNOWLEDGE_RELATIONSHIPS)}
     assert graph.content_hash == graph_from_directory(small_ackb).content_hash  # same rows, same hash
 
 
@@ -122,3 +130,20 @@ def test_generated_videos_are_not_part_of_sars_graph(store: GraphStore, small_ac
     assert len(list((tmp_path / "cache").glob("features-*.npz"))) == 1 and set(again) == set(features)
     sub = graph_from_store(store, products=[before.ids("Product")[0]], hops=3)
     assert "GeneratedVideo" not in sub.nodes
+
+
+def test_knowledge_fingerprint_sees_curation_but_not_generation(store: GraphStore, small_ackb: Path, media_dir: Path) -> None:
+    from kb.curation import Curator
+    from retrieval.serving import knowledge_fingerprint
+
+    import_ackb(store, small_ackb, media_dir)
+    graph = graph_from_store(store, media_dir)
+    first = knowledge_fingerprint(store)
+    assert first == knowledge_fingerprint(store)
+    assert first["CreativeClip"][0] == len(graph.ids("CreativeClip")) and first["ILLUSTRATES"][0] == len(graph.relationships["ILLUSTRATES"])
+    _record_generated_video(store, graph, "gv-0001")
+    assert knowledge_fingerprint(store) == first
+    clip = graph.ids("CreativeClip")[0]
+    version = graph.nodes["CreativeClip"][0]["version"]
+    Curator(store, "tester", media_dir).update("CreativeClip", clip, {"caption": "changed"}, expected_version=version)
+    assert knowledge_fingerprint(store) != first
