@@ -115,6 +115,7 @@ class ServingSar:
             return self._query_vector(text.strip(), product_id)
 
     def _query_vector(self, text: str, product_id: str | None) -> np.ndarray:
+        """The forward pass with one selling-point node added (and linked to its product): as `SarRetriever._fresh`."""
         products = self.graph.index(PRODUCT)
         vector = self.encoder.encode_query(text)
         if vector.shape[0] != self.inputs[SP].shape[1]:
