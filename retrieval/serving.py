@@ -55,15 +55,15 @@ def knowledge_fingerprint(store: GraphStore) -> dict[str, list[Any]]:
     def work(tx: Transaction) -> dict[str, list[Any]]:
         parts: dict[str, list[Any]] = {}
         for label in KNOWLEDGE_LABELS:
-            row = tx.run(f"MATCH (n:{label}) RETURN count(n) AS n, max(n.updated_at) AS latest, sum(n.version) AS versions")[0]
-            parts[label] = [row["n"], row["latest"], row["versions"]]
+            row = tx.run(f"MATCH (n:{label}) RETURN count(n) AS total, max(n.updated_at) AS latest, sum(n.version) AS versions")[0]
+            parts[label] = [row["total"], row["latest"], row["versions"]]
         for type_ in KNOWLEDGE_RELATIONSHIPS:
             spec = rel_type(type_)
             latest = "max(r.updated_at)" if "updated_at" in spec.properties else "''"
-            row = tx.run(f"MATCH (:{spec.source})-[r:{type_}]->(:{spec.target}) RETURN count(r) AS n, {latest} AS latest")[0]
-            parts[type_] = [row["n"], row["latest"]]
-        row = tx.run(f"MATCH (a:{AUDIT_LABEL}) RETURN count(a) AS n, max(a.id) AS latest")[0]
-        parts[AUDIT_LABEL] = [row["n"], row["latest"]]
+            row = tx.run(f"MATCH (:{spec.source})-[r:{type_}]->(:{spec.target}) RETURN count(r) AS total, {latest} AS latest")[0]
+            parts[type_] = [row["total"], row["latest"]]
+        row = tx.run(f"MATCH (a:{AUDIT_LABEL}) RETURN count(a) AS total, max(a.id) AS latest")[0]
+        parts[AUDIT_LABEL] = [row["total"], row["latest"]]
         return parts
 
     return store.read(work)
