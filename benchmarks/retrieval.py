@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from retrieval.index import ClipIndex  # imports torch before usearch
+from retrieval.index import ClipIndex  # loads usearch (torch first) when an index is built or searched by HNSW
 
 DIM = 128
 QUERIES = 500

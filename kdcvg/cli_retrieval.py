@@ -69,7 +69,8 @@ def _latest_meta() -> dict | None:
 
 
 def _save_with_index(model: Any, config: Any, graph: Any, features: dict, metrics: dict, train: list[str], extra: dict | None = None) -> Path:
-    """Save a checkpoint version and the ANN index of its serving clip vectors inside it."""
+    """Save a checkpoint version with the ANN index of its serving clip vectors, and its serving bundle (a warm first retrieve)."""
+    from retrieval.api import load_sar
     from retrieval.checkpoint import save_checkpoint
     from retrieval.index import ClipIndex
     from retrieval.sar import SarRetriever
@@ -77,6 +78,7 @@ def _save_with_index(model: Any, config: Any, graph: Any, features: dict, metric
     path = save_checkpoint(_checkpoint_root(), model, config, graph.content_hash, metrics, train_selling_points=train, extra=extra)
     serving = SarRetriever(model, graph, features, None, text_mix=config.text_mix)  # every approved link passes messages
     ClipIndex.build(graph.ids("CreativeClip"), serving.index_vectors()).save(path / "index")
+    load_sar(settings())
     return path
 
 
@@ -135,7 +137,7 @@ def feedback(
             out.print("note: the ACKB changed since this checkpoint was trained; new judgements are used as rewards")
         train_ids = [sp for sp in meta.get("train_selling_points") or graph.ids("SellingPoint") if sp in graph.index("SellingPoint")]
         split = Split(train_ids, [sp for sp in graph.ids("SellingPoint") if sp not in set(train_ids)])
-        feedback_config = FeedbackConfig(text_mix=config.text_mix, **({"epochs": epochs} if epochs else {}))
+        feedback_config = FeedbackConfig(text_mix=config.text_mix, seed=config.seed, **({"epochs": epochs} if epochs else {}))
         refined, history = refine_with_feedback(model, graph, features, split, feedback_config, progress=sys.stderr.isatty())
         metrics: dict[str, Any] = {"mean_reward": history["mean_reward"], "feedback_seconds": history["seconds"]}
         if split.test:
@@ -153,7 +155,7 @@ def feedback(
 def evaluate(
     ackb: Annotated[Optional[Path], typer.Option(help="Evaluate this ACKB directory instead of the store.")] = None,
     test_fraction: Annotated[float, typer.Option(min=0.01, max=0.9)] = 0.2,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for the split, the models' initial weights and their training.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON.")] = False,
 ) -> None:
     """Recall@1/5/10, NDCG@10, MRR on held-out selling points: baselines, GAT, GAT+RL."""
@@ -168,11 +170,11 @@ def evaluate(
         if ackb is not None:
             if not ackb.is_dir():
                 raise FileNotFoundError(f"{ackb} is not a directory")
-            rows = evaluate_directory(ackb, learned_rankers(), test_fraction, seed, config.cache_dir, encoder=encoder)
+            rows = evaluate_directory(ackb, learned_rankers(seed=seed), test_fraction, seed, config.cache_dir, encoder=encoder)
         else:
             with opened_store(read_only=True) as store:
                 graph = graph_from_store(store, config.media_dir)
-            rows = evaluate_graph(graph, learned_rankers(), test_fraction, seed, config.cache_dir, encoder=encoder, source="the store")
+            rows = evaluate_graph(graph, learned_rankers(seed=seed), test_fraction, seed, config.cache_dir, encoder=encoder, source="the store")
     if as_json:
         print(json.dumps(rows, indent=2))
     else:

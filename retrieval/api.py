@@ -5,25 +5,27 @@
         print(clip.clip_id, clip.score, clip.explanation)
 
 Uses the latest checkpoint under `<data>/models/sar` (or the one given) on the ACKB as it is in
-the store now; the checkpoint's ANN index is used while the ACKB is unchanged since training,
-else the index is rebuilt in memory from the current graph.
+the store now; the checkpoint's ANN index is used while the knowledge is unchanged since training,
+else the index is rebuilt from the current graph. What a call needs is kept in a serving bundle
+keyed by the knowledge's fingerprint (retrieval.serving), so a warm call reads files and never
+imports torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kb.migrate import ensure_up_to_date
 from kb.store import open_store
 from kdcvg.config import Settings, load_settings
-from retrieval.checkpoint import load_checkpoint
-from retrieval.clip_image import clip_encoder_from_settings
-from retrieval.features import TextEncoder, build_features
-from retrieval.graph import AckbGraph, graph_from_store
+from retrieval.checkpoint import read_meta
+from retrieval.features import TextEncoder
+from retrieval.graph import AckbGraph
 from retrieval.index import ClipIndex
-from retrieval.sar import SarRetriever
 from retrieval.service import ClipFilter, RetrievedClip, rank
+from retrieval.serving import ServingSar, open_bundle
 
 MAX_K = 100
 
@@ -32,30 +34,24 @@ MAX_K = 100
 class LoadedSar:
     """A checkpoint served on the current ACKB."""
 
-    retriever: SarRetriever
+    retriever: ServingSar
     index: ClipIndex
     graph: AckbGraph
-    meta: dict
+    meta: dict[str, Any]
 
 
 def load_sar(settings: Settings | None = None, checkpoint: Path | None = None) -> LoadedSar:
-    """Read the ACKB (read-only), its features, the checkpoint and its index."""
+    """The checkpoint served on the store's knowledge (read-only), with the configured text encoder."""
     settings = settings or load_settings()
     root = checkpoint or settings.models_dir / "sar"
     if not root.exists():
         raise FileNotFoundError(f"no SAR checkpoint at {root}: run `kdcvg retrieval train` first")
+    meta = read_meta(root)
+    encoder = TextEncoder(settings.text_encoder_path)
     with open_store(settings, read_only=True) as store:
         ensure_up_to_date(store)
-        graph = graph_from_store(store, settings.media_dir)
-    features = build_features(graph, TextEncoder(settings.text_encoder_path), settings.cache_dir, clip_encoder_from_settings(settings))
-    _, _, meta = load_checkpoint(root)
-    retriever = SarRetriever.from_checkpoint(Path(meta["path"]), graph, features, message_selling_points=None)
-    index_dir = Path(meta["path"]) / "index"
-    if meta.get("data_hash") == graph.content_hash and index_dir.is_dir():
-        index = ClipIndex.load(index_dir)
-    else:  # the ACKB changed since training: index the clips as they are now
-        index = ClipIndex.build(graph.ids("CreativeClip"), retriever.index_vectors())
-    return LoadedSar(retriever, index, graph, meta)
+        bundle = open_bundle(settings, store, meta, encoder)
+    return LoadedSar(bundle.sar, bundle.index, bundle.graph, bundle.meta)
 
 
 def _check(k: int) -> None:

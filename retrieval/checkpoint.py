@@ -11,13 +11,13 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from kb.timestamps import utc_now
-from retrieval.model import SarGAT
-from retrieval.train import SarConfig
+
+if TYPE_CHECKING:  # torch and torch-geometric load only to save or load a model (slow imports)
+    from retrieval.model import SarGAT
+    from retrieval.train import SarConfig
 
 FILES = ("model.pt", "config.json", "metrics.json", "meta.json")
 VERSION = re.compile(r"^v(\d{4,})$")
@@ -39,6 +39,8 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write a new version folder under `directory`, point `latest` at it, return its path."""
+    import torch
+
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     name = _next_version(root)
@@ -76,13 +78,25 @@ def resolve_checkpoint(path_or_root: Path) -> Path:
     return path
 
 
-def load_checkpoint(path_or_root: Path) -> tuple[SarGAT, SarConfig, dict[str, Any]]:
-    """(model in eval mode, config, meta incl. metrics and path) of a version folder or a root."""
+def read_meta(path_or_root: Path) -> dict[str, Any]:
+    """Meta (with metrics and path) of a version folder or a root, without loading the model."""
     path = resolve_checkpoint(path_or_root)
-    stored = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    model = SarGAT.from_spec(stored["model"])
-    model.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
     meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
     meta["metrics"] = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
     meta["path"] = str(path)
+    return meta
+
+
+def load_checkpoint(path_or_root: Path) -> tuple[SarGAT, SarConfig, dict[str, Any]]:
+    """(model in eval mode, config, meta incl. metrics and path) of a version folder or a root."""
+    import torch
+
+    from retrieval.model import SarGAT
+    from retrieval.train import SarConfig
+
+    meta = read_meta(path_or_root)
+    path = Path(meta["path"])
+    stored = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    model = SarGAT.from_spec(stored["model"])
+    model.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
     return model.eval(), SarConfig.from_dict(stored["sar"]), meta

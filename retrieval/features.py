@@ -29,10 +29,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kb.schema import MOTION_DESCRIPTORS, NODE_TYPES
-from retrieval.graph import AckbGraph
+from kb.schema import MOTION_DESCRIPTORS
+from retrieval.graph import KNOWLEDGE_LABELS, AckbGraph
 
 if TYPE_CHECKING:
+    from retrieval.bert_numpy import NumpyBert
     from retrieval.clip_image import OpenClipEncoder
 
 VISUAL_DIM = len(MOTION_DESCRIPTORS) + 6 + 1
@@ -71,6 +72,19 @@ class TextEncoder:
     def identity(self) -> str:
         """Names the model in cache keys."""
         return hashlib.sha256(str(self.model_path.resolve()).encode()).hexdigest()[:16]
+
+    @cached_property
+    def _numpy_bert(self) -> NumpyBert | None:
+        from retrieval import bert_numpy
+
+        return bert_numpy.NumpyBert(self.model_path) if bert_numpy.supported(self.model_path) else None
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """(dim,) float32, L2-normalised embedding of one text; a BERT model runs in numpy (no torch import)."""
+        if self._numpy_bert is None:
+            return self.encode([text])[0]
+        vector = self._numpy_bert.encode([text])[0]
+        return (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """(N, dim) float32, L2-normalised; an empty list gives (0, dim)."""
@@ -136,7 +150,7 @@ def build_features(
         if cache.is_file():
             with np.load(cache) as stored:
                 return {key: stored[key] for key in stored.files}
-    features = {label: encoder.encode([node_text(label, row) for row in graph.nodes[label]]) for label in NODE_TYPES}
+    features = {label: encoder.encode([node_text(label, row) for row in graph.nodes[label]]) for label in KNOWLEDGE_LABELS}
     features["CreativeClip.visual"] = clip_visual_features(graph)
     if clip_encoder is not None:
         clip_image = clip_encoder.encode_videos([graph.video_file(row) for row in graph.nodes["CreativeClip"]])

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from retrieval.graph import AckbGraph, Split
 from retrieval.hetero import CLIP, SP, to_heterodata
 from retrieval.model import SarGAT
-from retrieval.train import seed_everything, torch_threads
+from retrieval.train import seeded, torch_threads
 
 
 @dataclass
@@ -108,12 +108,13 @@ def refine_with_feedback(
     if not isinstance(base, SarGAT):
         raise TypeError(f"expected a SarGAT or a SarRetriever, got {type(retriever_or_model).__name__}")
     model = copy.deepcopy(base)
-    with torch_threads(config.threads):
-        return model, _reinforce(model, graph, features, split, config, progress)
+    with torch_threads(config.threads), seeded(config.seed) as gen:
+        return model, _reinforce(model, graph, features, split, config, progress, gen)
 
 
-def _reinforce(model: SarGAT, graph: AckbGraph, features: dict[str, np.ndarray], split: Split, config: FeedbackConfig, progress: bool) -> dict[str, Any]:
-    gen = seed_everything(config.seed)
+def _reinforce(
+    model: SarGAT, graph: AckbGraph, features: dict[str, np.ndarray], split: Split, config: FeedbackConfig, progress: bool, gen: torch.Generator
+) -> dict[str, Any]:
     data = to_heterodata(graph, features, set(split.train))
     sp_index = graph.index(SP)
     rows = torch.tensor([sp_index[s] for s in split.train], dtype=torch.long)

@@ -3,6 +3,11 @@
 `AckbGraph` is what every SAR part works on: rows per label and per relationship type (exactly
 as stored), index maps from ids to row positions, edge arrays, and a content hash that keys
 caches. `split_by_selling_point` makes the held-out split the evaluation uses.
+
+SAR's graph is the knowledge only (`KNOWLEDGE_LABELS`, `KNOWLEDGE_RELATIONSHIPS`): what generation
+records about its own outputs (GeneratedVideo, REFERENCED, GENERATED_FOR) and operational history
+(AuditEvent, SchemaMigration) are left out, so generating a video changes neither the content
+hash nor the features, the index or the model.
 """
 
 from __future__ import annotations
@@ -17,15 +22,20 @@ from pathlib import Path
 import numpy as np
 
 from kb.interchange import json_line, nodes_by_id, read_ackb, relationships_from, stored_properties
-from kb.schema import NODE_TYPES, REL_TYPES, rel_type
+from kb.schema import rel_type
 from kb.store import GraphStore, NotFoundError, Row, Transaction
 
 PAGE = 5_000
 
+# Allow-lists: a label or relationship type added to the schema reaches SAR only when listed here.
+KNOWLEDGE_LABELS: tuple[str, ...] = ("Category", "Product", "SellingPoint", "CreativeClip", "Motion")
+KNOWLEDGE_RELATIONSHIPS: tuple[str, ...] = ("IN_CATEGORY", "HAS_SELLING_POINT", "ILLUSTRATES", "FEATURES", "HAS_MOTION")
+EMBEDDED_LABELS: tuple[str, ...] = ("SellingPoint", "CreativeClip")  # what the SAR model embeds into one space
+
 
 @dataclass
 class AckbGraph:
-    """Rows per label (sorted by id) and per relationship type (sorted by from, to)."""
+    """Rows per knowledge label (sorted by id) and relationship type (sorted by from, to); other sections are dropped."""
 
     nodes: dict[str, list[Row]]
     relationships: dict[str, list[Row]]
@@ -33,12 +43,10 @@ class AckbGraph:
     _index: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        for label in NODE_TYPES:
-            self.nodes.setdefault(label, [])
-            self.nodes[label].sort(key=lambda row: row["id"])
-        for type_ in REL_TYPES:
-            self.relationships.setdefault(type_, [])
-            self.relationships[type_].sort(key=lambda row: (row["from"], row["to"]))
+        self.nodes = {label: sorted(self.nodes.get(label, []), key=lambda row: row["id"]) for label in KNOWLEDGE_LABELS}
+        self.relationships = {
+            type_: sorted(self.relationships.get(type_, []), key=lambda row: (row["from"], row["to"])) for type_ in KNOWLEDGE_RELATIONSHIPS
+        }
 
     def ids(self, label: str) -> list[str]:
         """Ids of `label` in row order (= node index order)."""
@@ -115,7 +123,7 @@ class AckbGraph:
 
 
 def graph_from_directory(directory: Path) -> AckbGraph:
-    """Read a self-contained ACKB interchange directory (validated) into memory."""
+    """Read a self-contained ACKB interchange directory (validated) into memory: its knowledge sections."""
     parsed = read_ackb(Path(directory))
     strip = lambda rows: [{k: v for k, v in row.items() if v is not None} for row in rows]  # noqa: E731
     media = Path(directory) / "media"
@@ -143,7 +151,7 @@ def _all_rows(store: GraphStore, label: str) -> list[Row]:
 def _neighbour_ids(tx: Transaction, frontier: dict[str, set[str]]) -> dict[str, set[str]]:
     """Ids one relationship away (either direction) from the frontier, per label."""
     found: dict[str, set[str]] = defaultdict(set)
-    for spec in REL_TYPES.values():
+    for spec in map(rel_type, KNOWLEDGE_RELATIONSHIPS):
         for mine, other, arrow in ((spec.source, spec.target, "->"), (spec.target, spec.source, "<-")):
             ids = sorted(frontier.get(mine, ()))
             if not ids:
@@ -162,15 +170,15 @@ def graph_from_store(
     products: list[str] | None = None,
     hops: int = 2,
 ) -> AckbGraph:
-    """The whole ACKB, one category's products, or the `hops`-hop neighbourhood of `products`.
+    """The whole knowledge graph, one category's products, or the `hops`-hop neighbourhood of `products`.
 
     A category or product subgraph holds every node within `hops` relationships of its products
     and every relationship among those nodes.
     """
     if category is None and products is None:
-        nodes = {label: _all_rows(store, label) for label in NODE_TYPES}
+        nodes = {label: _all_rows(store, label) for label in KNOWLEDGE_LABELS}
         sources = {label: [row["id"] for row in rows] for label, rows in nodes.items()}
-        relationships = {t: store.read(lambda tx, t=t: relationships_from(tx, t, sources[rel_type(t).source])) for t in REL_TYPES}
+        relationships = {t: store.read(lambda tx, t=t: relationships_from(tx, t, sources[rel_type(t).source])) for t in KNOWLEDGE_RELATIONSHIPS}
         return AckbGraph(nodes, relationships, media_dir)
     if hops < 0:
         raise ValueError(f"hops must be >= 0, got {hops}")
@@ -192,9 +200,10 @@ def graph_from_store(
             frontier = {label: ids - selected[label] for label, ids in reached.items()}
             for label, ids in frontier.items():
                 selected[label] |= ids
-        nodes = {label: nodes_by_id(tx, label, sorted(selected[label])) for label in NODE_TYPES}
+        nodes = {label: nodes_by_id(tx, label, sorted(selected[label])) for label in KNOWLEDGE_LABELS}
         relationships = {}
-        for type_, spec in REL_TYPES.items():
+        for type_ in KNOWLEDGE_RELATIONSHIPS:
+            spec = rel_type(type_)
             rows = relationships_from(tx, type_, sorted(selected[spec.source]))
             relationships[type_] = [row for row in rows if row["to"] in selected[spec.target]]
         return AckbGraph(nodes, relationships, media_dir)

@@ -1,6 +1,6 @@
 """An `AckbGraph` plus its features as a torch-geometric `HeteroData`, the SAR model's input.
 
-Node types are the ACKB labels in graph row order; edge types are the relationships plus explicit
+Node types are the knowledge labels in graph row order; edge types are their relationships plus explicit
 `rev_<TYPE>` reverses so messages flow both ways. ILLUSTRATES carries only approved links whose
 selling point is in the training set: held-out selling points never see their clips.
 """
@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch_geometric.data import HeteroData
 
-from kb.schema import NODE_TYPES, REL_TYPES
-from retrieval.graph import AckbGraph
+from kb.schema import rel_type
+from retrieval.graph import KNOWLEDGE_LABELS, KNOWLEDGE_RELATIONSHIPS, AckbGraph
 
 CLIP = "CreativeClip"
 SP = "SellingPoint"
@@ -23,7 +23,7 @@ REV_ILLUSTRATES = (SP, "rev_ILLUSTRATES", CLIP)
 def edge_types() -> list[tuple[str, str, str]]:
     """Every (source, relation, target) the model knows: each relationship and its reverse."""
     result = []
-    for spec in REL_TYPES.values():
+    for spec in map(rel_type, KNOWLEDGE_RELATIONSHIPS):
         result.append((spec.source, spec.type, spec.target))
         result.append((spec.target, f"rev_{spec.type}", spec.source))
     return result
@@ -32,7 +32,7 @@ def edge_types() -> list[tuple[str, str, str]]:
 def node_inputs(features: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     """Per label the input matrix: its text embedding (clips: text ++ visual features)."""
     result = {}
-    for label in NODE_TYPES:
+    for label in KNOWLEDGE_LABELS:
         x = features[label]
         if label == CLIP and f"{CLIP}.visual" in features:
             x = np.concatenate([x, features[f"{CLIP}.visual"]], axis=1)
@@ -75,7 +75,7 @@ def to_heterodata(
             raise ValueError(f"features for {label} have {x.shape[0]} rows, the graph has {len(graph.nodes[label])} nodes")
         data[label].x = x
         data[label].num_nodes = x.shape[0]
-    for spec in REL_TYPES.values():
+    for spec in map(rel_type, KNOWLEDGE_RELATIONSHIPS):
         if spec.type == "ILLUSTRATES":
             edges = approved_illustrates(graph, train_selling_points)
         else:

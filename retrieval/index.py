@@ -5,10 +5,12 @@ so a search restricted to a small `allowed` set of clips (a product's, a categor
 exact cosine scan over just those clips, and a large restriction over-fetches from the ANN and
 filters. An index of at most `EXACT_MAX` clips is always scanned exactly: at that size a numpy
 scan is as fast as the HNSW search, and it never misses a neighbour. `save(directory)` writes three files (`FILES`); `ClipIndex.load(directory)` reads them
-back, the embeddings memory-mapped.
+back, the embeddings memory-mapped and the HNSW graph only when a search first needs it (an index
+scanned exactly never loads usearch).
 
 Import order matters: usearch's extension loaded before torch makes `torch.jit.script` (which
-`import torch_geometric` runs) spin forever, so torch, when installed, is imported first here.
+`import torch_geometric` runs) spin forever, so torch, when installed, is imported first, in
+`_usearch_index_class`, the one place that imports usearch.
 """
 
 from __future__ import annotations
@@ -17,15 +19,12 @@ import json
 from collections.abc import Sequence
 from itertools import repeat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-try:  # see the module docstring: torch must be loaded before usearch's extension
-    import torch  # noqa: F401
-except ImportError:  # pragma: no cover - torch is a project dependency
-    pass
-
-from usearch.index import Index
+if TYPE_CHECKING:
+    from usearch.index import Index
 
 INDEX_FILE = "clips.usearch"
 IDS_FILE = "clip_ids.json"
@@ -38,6 +37,17 @@ EXACT_FRACTION = 0.05
 CONNECTIVITY = 16
 EXPANSION_ADD = 64
 EXPANSION_SEARCH = 256
+
+
+def _usearch_index_class() -> type[Index]:
+    """usearch's Index, imported lazily (a slow import) and after torch (see the module docstring)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:  # pragma: no cover - torch is a project dependency
+        pass
+    from usearch.index import Index
+
+    return Index
 
 
 def _check_k(k: int) -> None:
@@ -59,17 +69,40 @@ def _normalised(embeddings: np.ndarray) -> np.ndarray:
 
 
 class ClipIndex:
-    """Clip ids, their unit-length embeddings (N, d) and an HNSW index whose key i is row i."""
+    """Clip ids, their unit-length embeddings (N, d) and an HNSW index whose key i is row i.
 
-    def __init__(self, clip_ids: list[str], embeddings: np.ndarray, index: Index) -> None:
-        if len(clip_ids) != embeddings.shape[0] or len(index) != len(clip_ids):
-            raise ValueError(
-                f"{len(clip_ids)} clip ids, {embeddings.shape[0]} embeddings and {len(index)} indexed vectors must agree"
-            )
+    The HNSW index is given, or read from `index_file` when a search first needs it.
+    """
+
+    def __init__(self, clip_ids: list[str], embeddings: np.ndarray, index: Index | None = None, *, index_file: Path | None = None) -> None:
+        if (index is None) == (index_file is None):
+            raise ValueError("give the HNSW index or the file to read it from (one of them)")
         self.clip_ids = list(clip_ids)
         self.embeddings = embeddings
-        self.index = index
+        self._index = index
+        self._index_file = index_file
+        if len(clip_ids) != embeddings.shape[0]:
+            raise ValueError(f"{len(clip_ids)} clip ids and {embeddings.shape[0]} embeddings must agree")
+        if index is not None:
+            self._check_index(index)
         self.row_of = {clip_id: row for row, clip_id in enumerate(self.clip_ids)}
+
+    def _check_index(self, index: Index) -> None:
+        if len(index) != len(self.clip_ids):
+            raise ValueError(f"{len(self.clip_ids)} clip ids and embeddings but {len(index)} indexed vectors: they must agree")
+
+    @property
+    def index(self) -> Index:
+        """The usearch HNSW index (read from its file on first use)."""
+        if self._index is None:
+            assert self._index_file is not None
+            index = _usearch_index_class().restore(str(self._index_file))
+            if index is None or index.ndim != self.dim:
+                raise ValueError(f"{self._index_file} is not a usearch index of dimension {self.dim}")
+            self._check_index(index)
+            index.expansion_search = EXPANSION_SEARCH  # the file does not keep it: a restored index would search with usearch's default
+            self._index = index
+        return self._index
 
     @property
     def dim(self) -> int:
@@ -101,7 +134,7 @@ class ClipIndex:
             duplicate = next(c for c in clip_ids if c in seen or seen.add(c))  # type: ignore[func-returns-value]
             raise ValueError(f"clip id {duplicate!r} appears more than once")
         vectors = _normalised(embeddings)
-        index = Index(
+        index = _usearch_index_class()(
             ndim=vectors.shape[1],
             metric="cos",
             dtype="f32",
@@ -140,10 +173,7 @@ class ClipIndex:
             raise ValueError(
                 f"{directory / EMBEDDINGS_FILE} has shape {embeddings.shape}, expected ({len(clip_ids)}, {meta['dim']})"
             )
-        index = Index.restore(str(directory / INDEX_FILE))
-        if index is None or index.ndim != meta["dim"]:
-            raise ValueError(f"{directory / INDEX_FILE} is not a usearch index of dimension {meta['dim']}")
-        return cls(clip_ids, embeddings, index)
+        return cls(clip_ids, embeddings, index_file=directory / INDEX_FILE)
 
     @property
     def memory_bytes(self) -> int:

@@ -16,7 +16,9 @@ from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import GATv2Conv, HeteroConv
 
-OUTPUT_TYPES = ("SellingPoint", "CreativeClip")
+from retrieval.graph import EMBEDDED_LABELS
+
+OUTPUT_TYPES = EMBEDDED_LABELS
 
 
 class SarGAT(nn.Module):

@@ -8,6 +8,7 @@ four rankers share one GAT and one RL refinement.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -19,10 +20,18 @@ from retrieval.sar import SarRetriever
 from retrieval.train import SarConfig, train_sar
 
 
-def learned_rankers(config: SarConfig | None = None, feedback: FeedbackConfig | None = None, *, progress: bool = False) -> dict[str, Ranker]:
-    """{"GAT", "GAT+text", "GAT+RL", "GAT+RL+text"} rankers sharing their training."""
+def learned_rankers(
+    config: SarConfig | None = None, feedback: FeedbackConfig | None = None, *, seed: int | None = None, progress: bool = False
+) -> dict[str, Ranker]:
+    """{"GAT", "GAT+text", "GAT+RL", "GAT+RL+text"} rankers sharing their training.
+
+    `seed` (when given) replaces both configs' seeds, so one evaluation seed varies the split (the
+    caller's), the GAT's initial weights and training order, and the RL stage's samples together.
+    """
     config = config or SarConfig()
     feedback = feedback or FeedbackConfig(text_mix=config.text_mix)
+    if seed is not None:
+        config, feedback = replace(config, seed=seed), replace(feedback, seed=seed)
     trained: dict[tuple[str, tuple[str, ...]], dict[str, SarGAT]] = {}
 
     def models(graph: AckbGraph, features: dict[str, np.ndarray], split: Split) -> dict[str, SarGAT]:

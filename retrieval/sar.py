@@ -39,6 +39,11 @@ class SarRetriever:
         self._encoder = encoder
         self.data: HeteroData = to_heterodata(graph, features, message_selling_points)
         expected = model.spec["in_dims"]
+        if set(expected) != set(self.data.node_types):
+            raise ValueError(
+                f"this checkpoint was trained on other node types ({', '.join(sorted(expected))}; SAR now reads "
+                f"{', '.join(sorted(self.data.node_types))}): retrain with `kdcvg retrieval train`"
+            )
         found = {label: int(self.data[label].x.shape[1]) for label in expected}
         if found != expected:
             changed = ", ".join(f"{label} {expected[label]} -> {found[label]}" for label in expected if found[label] != expected[label])
@@ -65,8 +70,9 @@ class SarRetriever:
 
     @property
     def encoder(self) -> TextEncoder:
+        """The encoder that embedded `features`' texts: a fresh text must be embedded by the same one, never a default."""
         if self._encoder is None:
-            self._encoder = TextEncoder()
+            raise ValueError("this SarRetriever has no text encoder: pass encoder= (the TextEncoder that embedded the features) to embed new texts")
         return self._encoder
 
     def _forward(self, data: HeteroData) -> dict[str, np.ndarray]:

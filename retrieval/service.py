@@ -19,7 +19,6 @@ import numpy as np
 from pydantic import ValidationError
 
 from kb.audit import record_audit
-from kb.curation import link_key
 from kb.records import REL_RECORDS
 from kb.repository import RecordValidationError, validation_message
 from kb.store import GraphStore, NotFoundError, Row, Transaction
@@ -227,6 +226,8 @@ def propose_links(
     (actor `annotator`) in the same transaction. Returns how many were written.
     Unknown selling point or clip ids raise NotFoundError and write nothing.
     """
+    from kb.curation import link_key  # here, not at the top: kb.curation loads OpenCV, which a search never needs
+
     now = utc_now()
     candidates: dict[str, Row] = {}
     for result in results:

@@ -8,7 +8,6 @@ Also here: the evaluation metrics (Recall@k, MRR) and the text-cosine baseline t
 
 from __future__ import annotations
 
-import random
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -56,27 +55,32 @@ class SarConfig:
         return asdict(self)
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed torch/numpy/random and return a torch generator for sampling (determinism per seed)."""
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    random.seed(seed)
-    return torch.Generator().manual_seed(seed)
+@contextmanager
+def seeded(seed: int) -> Iterator[torch.Generator]:
+    """A block whose torch randomness (weight init, dropout) follows `seed`; yields a generator for sampling.
+
+    torch's global generator is seeded inside the block and restored after it, so a seed decides a
+    whole run and nothing leaks to the caller (or to the next run in the same process).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield torch.Generator().manual_seed(seed)
 
 
 def build_model(data: Any, config: SarConfig, text_dim: int) -> SarGAT:
-    """A fresh SarGAT sized for `data` and `config`."""
-    return SarGAT(
-        list(data.node_types),
-        edge_types(),
-        {t: int(data[t].x.shape[1]) for t in data.node_types},
-        text_dim=text_dim,
-        hidden=config.hidden,
-        out_dim=config.out_dim,
-        layers=config.layers,
-        heads=config.heads,
-        dropout=config.dropout,
-    )
+    """A fresh SarGAT sized for `data` and `config`, its initial weights drawn from `config.seed`."""
+    with seeded(config.seed):
+        return SarGAT(
+            list(data.node_types),
+            edge_types(),
+            {t: int(data[t].x.shape[1]) for t in data.node_types},
+            text_dim=text_dim,
+            hidden=config.hidden,
+            out_dim=config.out_dim,
+            layers=config.layers,
+            heads=config.heads,
+            dropout=config.dropout,
+        )
 
 
 def hard_negative_pools(graph: AckbGraph, selling_points: list[str]) -> dict[int, torch.Tensor]:
@@ -149,7 +153,13 @@ def torch_threads(count: int) -> Iterator[None]:
 
 
 def _train_sar(graph: AckbGraph, features: dict[str, np.ndarray], split: Split, config: SarConfig, progress: bool) -> tuple[SarGAT, dict[str, Any]]:
-    gen = seed_everything(config.seed)
+    with seeded(config.seed) as gen:  # the seed decides the initial weights, the link order and negatives, and dropout
+        return _train_epochs(graph, features, split, config, progress, gen)
+
+
+def _train_epochs(
+    graph: AckbGraph, features: dict[str, np.ndarray], split: Split, config: SarConfig, progress: bool, gen: torch.Generator
+) -> tuple[SarGAT, dict[str, Any]]:
     train = set(split.train)
     data = to_heterodata(graph, features, train)
     model = build_model(data, config, text_dim=features[SP].shape[1])

@@ -43,6 +43,26 @@ def test_train_if_changed_is_idempotent(trained: dict[str, str]) -> None:
     assert not (Path(trained["KDCVG_DATA"]) / "models" / "sar" / "v0002").exists()
 
 
+def test_a_generated_video_does_not_make_train_if_changed_retrain(trained: dict[str, str]) -> None:
+    from generation.prompt import build_prompt
+    from generation.provenance import record_generation
+    from kb.store import open_store
+    from kdcvg.config import load_settings
+    from retrieval.graph import graph_from_store
+
+    settings = load_settings(environ=trained, config_file=Path(trained["XDG_CONFIG_HOME"]) / "absent.toml")
+    with open_store(settings) as store:
+        graph = graph_from_store(store)
+        sp = next(s for s in graph.ids("SellingPoint") if graph.product_of_selling_point[s] == "prod-thermopeak-insulated-bottle")
+        clips = sorted(c for c, p in graph.product_of_clip.items() if p == "prod-thermopeak-insulated-bottle")[:2]
+        plan = build_prompt(graph, "prod-thermopeak-insulated-bottle", sp, clips)
+        record_generation(store, video_id="gv-cli-1", video_path="generated/gv-cli-1.mp4", model_id="tiny", prompt_plan=plan,
+                          seed=1, parameters={}, timings={}, selling_point_id=sp, reference_clip_ids=clips)  # fmt: skip
+    result = kdcvg(trained, "retrieval", "train", "--epochs", "20", "--if-changed")
+    assert "nothing to do" in result.stdout
+    assert not (Path(trained["KDCVG_DATA"]) / "models" / "sar" / "v0002").exists()
+
+
 def test_fresh_text_ranks_its_products_clips_first(trained: dict[str, str]) -> None:
     result = kdcvg(trained, "retrieve", "drinks stay ice cold all day", "--product", "prod-thermopeak-insulated-bottle", "-k", "5", "--json")
     payload = json.loads(result.stdout)

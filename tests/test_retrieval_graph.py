@@ -11,7 +11,14 @@ from kb.interchange import import_ackb
 from kb.stats import ackb_stats
 from kb.store import GraphStore, NotFoundError
 from retrieval.features import VISUAL_DIM, TextEncoder, build_features, node_text
-from retrieval.graph import graph_from_directory, graph_from_store, split_by_selling_point
+from retrieval.graph import (
+    KNOWLEDGE_LABELS,
+    KNOWLEDGE_RELATIONSHIPS,
+    AckbGraph,
+    graph_from_directory,
+    graph_from_store,
+    split_by_selling_point,
+)
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +30,8 @@ def test_whole_export_reproduces_store_counts_and_content(store: GraphStore, sma
     import_ackb(store, small_ackb, media_dir)
     graph = graph_from_store(store, media_dir)
     stats = ackb_stats(store)
-    assert graph.counts() == {**stats["nodes"], **stats["relationships"]}
+    stored = {**stats["nodes"], **stats["relationships"]}
+    assert graph.counts() == {name: stored[name] for name in (*KNOWLEDGE_LABELS, *KNOWLEDGE_RELATIONSHIPS)}
     assert graph.content_hash == graph_from_directory(small_ackb).content_hash  # same rows, same hash
 
 
@@ -91,3 +99,51 @@ def test_split_holds_out_selling_points_with_approved_clips(small_ackb: Path) ->
 def test_missing_encoder_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a sentence-transformers model directory"):
         TextEncoder(tmp_path)
+
+
+def _record_generated_video(store: GraphStore, graph: AckbGraph, video_id: str) -> None:
+    """What `kdcvg generate` writes: a GeneratedVideo with REFERENCED clips and its GENERATED_FOR selling point."""
+    from generation.prompt import build_prompt
+    from generation.provenance import record_generation
+
+    sp = graph.ids("SellingPoint")[0]
+    product = graph.product_of_selling_point[sp]
+    clips = [c for c, p in sorted(graph.product_of_clip.items()) if p == product][:2]
+    record_generation(
+        store, video_id=video_id, video_path=f"generated/{video_id}.mp4", model_id="tiny", prompt_plan=build_prompt(graph, product, sp, clips),
+        seed=1, parameters={}, timings={}, selling_point_id=sp, reference_clip_ids=clips,
+    )  # fmt: skip
+
+
+def test_generated_videos_are_not_part_of_sars_graph(store: GraphStore, small_ackb: Path, media_dir: Path, encoder: TextEncoder, tmp_path: Path) -> None:
+    import_ackb(store, small_ackb, media_dir)
+    before = graph_from_store(store, media_dir)
+    features = build_features(before, encoder, tmp_path / "cache")
+    _record_generated_video(store, before, "gv-0001")
+    assert store.read(lambda tx: tx.run("MATCH (g:GeneratedVideo)-[:REFERENCED]->(:CreativeClip) RETURN count(*) AS n"))[0]["n"] == 2
+    after = graph_from_store(store, media_dir)
+    assert after.content_hash == before.content_hash and after.counts() == before.counts()
+    assert set(after.nodes) == set(KNOWLEDGE_LABELS) and set(after.relationships) == set(KNOWLEDGE_RELATIONSHIPS)
+    assert not {"GeneratedVideo", "AuditEvent", "SchemaMigration"} & set(after.nodes)
+    assert not {"REFERENCED", "GENERATED_FOR"} & set(after.relationships)
+    again = build_features(after, encoder, tmp_path / "cache")  # the cached features are reused, not recomputed
+    assert len(list((tmp_path / "cache").glob("features-*.npz"))) == 1 and set(again) == set(features)
+    sub = graph_from_store(store, products=[before.ids("Product")[0]], hops=3)
+    assert "GeneratedVideo" not in sub.nodes
+
+
+def test_knowledge_fingerprint_sees_curation_but_not_generation(store: GraphStore, small_ackb: Path, media_dir: Path) -> None:
+    from kb.curation import Curator
+    from retrieval.serving import knowledge_fingerprint
+
+    import_ackb(store, small_ackb, media_dir)
+    graph = graph_from_store(store, media_dir)
+    first = knowledge_fingerprint(store)
+    assert first == knowledge_fingerprint(store)
+    assert first["CreativeClip"][0] == len(graph.ids("CreativeClip")) and first["ILLUSTRATES"][0] == len(graph.relationships["ILLUSTRATES"])
+    _record_generated_video(store, graph, "gv-0001")
+    assert knowledge_fingerprint(store) == first
+    clip = graph.ids("CreativeClip")[0]
+    version = graph.nodes["CreativeClip"][0]["version"]
+    Curator(store, "tester", media_dir).update("CreativeClip", clip, {"caption": "changed"}, expected_version=version)
+    assert knowledge_fingerprint(store) != first

@@ -90,6 +90,7 @@ def test_save_load_gives_identical_results(data, tmp_path: Path) -> None:
         and len(loaded) == len(index)
         and loaded.dim == DIM
     )
+    assert loaded.index.expansion_search == index.index.expansion_search  # searches as wide as the built index
     allowed = set(ids[::7])
     for seed in range(10):
         query = np.random.default_rng(200 + seed).standard_normal(DIM)
@@ -293,7 +294,7 @@ def test_importing_torch_geometric_after_the_index_does_not_hang() -> None:
     import subprocess
     import sys
 
-    code = "import retrieval.index, torch_geometric; print('ok')"
+    code = "import numpy, retrieval.index as i; i.ClipIndex.build(['a'], numpy.ones((1, 4))); import torch_geometric; print('ok')"
     done = subprocess.run(
         [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1]
     )

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from kb.demo.build import build_demo_ackb
 from retrieval.checkpoint import load_checkpoint, save_checkpoint
@@ -14,8 +15,9 @@ from retrieval.features import TextEncoder, build_features
 from retrieval.feedback import FeedbackConfig, refine_with_feedback
 from retrieval.graph import graph_from_directory, split_by_selling_point
 from retrieval.hetero import ILLUSTRATES, REV_ILLUSTRATES, to_heterodata
+from retrieval.rankers import learned_rankers
 from retrieval.sar import SarRetriever
-from retrieval.train import SarConfig, held_out_metrics, random_recall, train_sar
+from retrieval.train import SarConfig, build_model, held_out_metrics, random_recall, train_sar
 
 PRODUCTS = ["aquasonic-electric-toothbrush", "brightmint-whitening-toothpaste", "airbeat-wireless-earbuds", "studiomax-headphones"]
 
@@ -138,3 +140,50 @@ def test_checkpoint_on_features_of_another_shape_is_refused(demo: dict[str, Any]
     features["CreativeClip.visual"] = np.concatenate([features["CreativeClip.visual"], np.zeros((clips, 32), np.float32)], axis=1)
     with pytest.raises(ValueError, match=r"CreativeClip 397 -> 429 inputs.*kdcvg retrieval train"):
         SarRetriever(trained[0], graph, features)
+
+
+def test_seed_decides_initial_weights_and_training(demo: dict[str, Any]) -> None:
+    graph, features, split = demo["graph"], demo["features"], demo["split"]
+    data = to_heterodata(graph, features, set(split.train))
+    global_state = torch.get_rng_state()
+    weights = {seed: build_model(data, SarConfig(seed=seed), text_dim=384).state_dict() for seed in (1, 2)}
+    again = build_model(data, SarConfig(seed=1), text_dim=384).state_dict()
+    assert all(torch.equal(weights[1][k], again[k]) for k in again), "the same seed must give the same initial weights"
+    assert any(not torch.equal(weights[1][k], weights[2][k]) for k in again), "another seed must give other initial weights"
+    short = {seed: train_sar(graph, features, split, SarConfig(epochs=2, seed=seed), progress=False) for seed in (1, 2)}
+    assert short[1][1]["loss"] != short[2][1]["loss"]
+    assert torch.equal(torch.get_rng_state(), global_state), "seeding must not touch torch's global generator"
+
+
+def test_evaluation_seed_reaches_the_learned_rankers(demo: dict[str, Any]) -> None:
+    graph, features, split = demo["graph"], demo["features"], demo["split"]
+    config, feedback = SarConfig(epochs=2), FeedbackConfig(epochs=1)
+    scores = {
+        seed: learned_rankers(config, feedback, seed=seed)["GAT"](graph, features, split, split.test) for seed in (3, 4)
+    }
+    assert not np.array_equal(scores[3], scores[4])
+    np.testing.assert_array_equal(scores[3], learned_rankers(config, feedback, seed=3)["GAT"](graph, features, split, split.test))
+
+
+def test_numpy_serving_matches_the_torch_model(demo: dict[str, Any], trained: tuple[Any, dict[str, Any]]) -> None:
+    from retrieval.gat_numpy import NumpySarGAT, export_weights
+    from retrieval.serving import ServingSar
+
+    graph, features, model = demo["graph"], demo["features"], trained[0]
+    retriever = SarRetriever(model, graph, features, None, encoder=demo["encoder"])
+    inputs = {t: retriever.data[t].x.numpy() for t in retriever.data.node_types}
+    edges = {t: retriever.data[t].edge_index.numpy() for t in retriever.data.edge_types}
+    numpy_model = NumpySarGAT(export_weights(model), model.spec)
+    out = numpy_model.forward(inputs, edges)
+    for label in ("SellingPoint", "CreativeClip"):
+        np.testing.assert_allclose(out[label], retriever.outputs[label], atol=2e-5)
+    queries = np.concatenate([retriever.outputs["SellingPoint"], features["SellingPoint"]], axis=1)
+    serving = ServingSar(numpy_model, inputs, edges, queries, retriever.text_mix, demo["encoder"], graph)
+    for text, product in (("Crystal clear sound for music on the go", "prod-airbeat-wireless-earbuds"), ("Whiter teeth in a week", None)):
+        np.testing.assert_allclose(serving.query_vector(text, product), retriever.query_vector(text, product), atol=2e-5)
+    sp = graph.ids("SellingPoint")[3]
+    np.testing.assert_allclose(serving.selling_point_query_vector(sp), retriever.selling_point_query_vector(sp), atol=1e-6)
+    with pytest.raises(KeyError, match="prod-nope"):
+        serving.query_vector("Loud bass", "prod-nope")
+    with pytest.raises(ValueError, match="empty"):
+        serving.query_vector("  ")
