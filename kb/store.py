@@ -37,6 +37,10 @@ class ConflictError(StoreError):
     """An update was based on a stale version of a record (optimistic concurrency), or an id is taken."""
 
 
+class StoreUnavailableError(StoreError):
+    """The store cannot be reached or refused the login; the message names the setting to check."""
+
+
 class ReadOnlyError(StoreError):
     """A write was attempted through a read-only connection."""
 
