@@ -9,6 +9,7 @@ changed pom or launcher rebuilds and an unchanged one is reused. The server list
 
     python -m kb.neo4j_server start   # prints `export NEO4J_URI=... NEO4J_USER=... NEO4J_PASSWORD=...`
     python -m kb.neo4j_server stop
+    python -m kb.neo4j_server build   # only download and build the launcher (done before the tests)
 """
 
 from __future__ import annotations
@@ -276,9 +277,9 @@ def default_home() -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`start` (print export lines), `stop`, or `status` of the local server."""
+    """`start` (print export lines), `stop`, `status` of the local server, or `build` its launcher."""
     parser = argparse.ArgumentParser(prog="python -m kb.neo4j_server", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=("start", "stop", "status"))
+    parser.add_argument("action", choices=("start", "stop", "status", "build"))
     parser.add_argument("--home", type=Path, help="server folder (default: $KDCVG_DATA/neo4j)")
     parser.add_argument("--port", type=int, help=f"Bolt port (default: {DEFAULT_PORT} if free, else any free port)")
     args = parser.parse_args(argv)
@@ -295,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
                 server = reused
                 _say(f"already running at {server.uri} (pid {server.pid})")
             print(server.exports())
+        elif args.action == "build":
+            build_launcher()
+            _say(f"launcher ready in {launcher_cache_dir() / _launcher_key()}")
         elif args.action == "stop":
             _say(f"stopped the server in {home}" if stop(home) else f"no server was running in {home}")
         else:

@@ -31,6 +31,7 @@ from kb.values import plain
 T = TypeVar("T")
 BATCH_SIZE = 5_000
 DEFAULT_DATABASE = "neo4j"
+URI_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")  # Bolt only: direct or routing
 RETRY_S = 30.0  # how long transaction functions retry transient errors (the driver's default)
 
 
@@ -92,6 +93,13 @@ class _Neo4jTransaction:
                 raise
             raise _translate(exc, self._uri) from exc
 
+    def lock(self, label: str, id: str) -> None:
+        """Write-lock the node: Neo4j reads at read-committed isolation, so a read-then-write is atomic
+        only once the lock is held. The write must not read the node (a `SET n.version = n.version`
+        would evaluate the old value before waiting and write it back), hence a throwaway property."""
+        node_type(label)  # only schema labels ever reach the query text
+        self.run(f"MATCH (n:{label} {{id: $id}}) SET n._lock = true REMOVE n._lock", id=id)
+
 
 class Neo4jStore(GraphStore):
     """A Neo4j 5 database reached over Bolt."""
@@ -108,6 +116,9 @@ class Neo4jStore(GraphStore):
         read_only: bool = False,
         retry_s: float = RETRY_S,
     ) -> None:
+        scheme = uri.split("://", 1)[0] if "://" in uri else ""
+        if scheme not in URI_SCHEMES:
+            raise StoreUnavailableError(f"NEO4J_URI {uri!r} must start with one of {', '.join(s + '://' for s in URI_SCHEMES)}")
         self.read_only = read_only
         self.uri = uri
         self.database = database or DEFAULT_DATABASE

@@ -54,6 +54,10 @@ class Transaction(Protocol):
 
     def run(self, query: str, **params: Any) -> list[Row]: ...
 
+    def lock(self, label: str, id: str) -> None:
+        """Take the write lock of node (`label`, `id`) until the transaction ends, before reading it to change it."""
+        ...
+
 
 @dataclass(frozen=True)
 class QueryResult:
