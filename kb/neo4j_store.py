@@ -39,7 +39,7 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _translate(exc: Neo4jError | DriverError, uri: str) -> StoreError:
+def _translate(exc: Neo4jError | DriverError, uri: str, database: str = DEFAULT_DATABASE) -> StoreError:
     """Turn a driver error into one of our store errors, with a one-line message."""
     if isinstance(exc, AuthError):
         return StoreUnavailableError(
@@ -49,6 +49,8 @@ def _translate(exc: Neo4jError | DriverError, uri: str) -> StoreError:
         return StoreUnavailableError(f"cannot reach Neo4j at {uri} (NEO4J_URI): {_one_line(exc)}")
     code = exc.code or ""
     message = _one_line(exc.message or exc)
+    if code.endswith(".DatabaseNotFound"):
+        return StoreUnavailableError(f"Neo4j at {uri} (NEO4J_URI) has no database {database!r} (NEO4J_DATABASE)")
     if code.endswith(".AccessMode") or "Forbidden" in code:
         return ReadOnlyError(f"the store is open read-only; refused: {message}")
     if "TransactionTimedOut" in code or code.endswith(".Terminated"):
@@ -76,9 +78,10 @@ class _Neo4jTransaction:
     `execute_write` runs the whole transaction function again.
     """
 
-    def __init__(self, tx: neo4j.ManagedTransaction, uri: str) -> None:
+    def __init__(self, tx: neo4j.ManagedTransaction, uri: str, database: str) -> None:
         self._tx = tx
         self._uri = uri
+        self._database = database
         self.failed = False
 
     def run(self, query: str, **params: Any) -> list[Row]:
@@ -91,7 +94,7 @@ class _Neo4jTransaction:
             self.failed = True
             if exc.is_retryable():
                 raise
-            raise _translate(exc, self._uri) from exc
+            raise _translate(exc, self._uri, self._database) from exc
 
     def lock(self, label: str, id: str) -> None:
         """Write-lock the node: Neo4j reads at read-committed isolation, so a read-then-write is atomic
@@ -131,7 +134,7 @@ class Neo4jStore(GraphStore):
         except (DriverError, Neo4jError, OSError) as exc:
             self._driver.close()
             if isinstance(exc, (DriverError, Neo4jError)):
-                raise _translate(exc, uri) from None
+                raise _translate(exc, uri, self.database) from None
             raise StoreUnavailableError(f"cannot reach Neo4j at {uri} (NEO4J_URI): {_one_line(exc)}") from None
 
     def _session(self) -> neo4j.Session:
@@ -140,7 +143,7 @@ class Neo4jStore(GraphStore):
 
     def _run_work(self, tx: neo4j.ManagedTransaction, work: Callable[[Any], T]) -> T:
         """Run `work` on a wrapped transaction; a swallowed failure rolls back instead of committing."""
-        wrapped = _Neo4jTransaction(tx, self.uri)
+        wrapped = _Neo4jTransaction(tx, self.uri, self.database)
         result = work(wrapped)
         if wrapped.failed:
             raise StoreError("the transaction failed and was rolled back")
@@ -153,14 +156,14 @@ class Neo4jStore(GraphStore):
             with self._session() as session:
                 return session.execute_write(self._run_work, work)
         except (Neo4jError, DriverError) as exc:
-            raise _translate(exc, self.uri) from exc
+            raise _translate(exc, self.uri, self.database) from exc
 
     def read(self, work: Callable[[Any], T]) -> T:
         try:
             with self._session() as session:
                 return session.execute_read(self._run_work, work)
         except (Neo4jError, DriverError) as exc:
-            raise _translate(exc, self.uri) from exc
+            raise _translate(exc, self.uri, self.database) from exc
 
     def query(self, text: str, params: Row | None = None, *, timeout_s: float | None = None) -> QueryResult:
         """Run an analyst's statement in its own transaction, in READ access mode when read-only (the server refuses writes)."""
@@ -170,7 +173,7 @@ class Neo4jStore(GraphStore):
                 columns = list(result.keys())
                 rows = [[plain(value) for value in record.values()] for record in result]
         except (Neo4jError, DriverError) as exc:
-            raise _translate(exc, self.uri) from exc
+            raise _translate(exc, self.uri, self.database) from exc
         return QueryResult(columns, rows)
 
     def apply_schema(self, statements: Sequence[str], record: Callable[[Any], None]) -> None:
@@ -178,10 +181,10 @@ class Neo4jStore(GraphStore):
             raise ReadOnlyError("the store is open read-only; refused a schema change")
         try:
             with self._session() as session:
-                for statement in statements:
-                    session.run(statement).consume()
+                for statement in statements:  # each in its own transaction, retried like any write (schema locks deadlock too)
+                    session.execute_write(lambda tx, statement=statement: tx.run(statement).consume())
         except (Neo4jError, DriverError) as exc:
-            raise _translate(exc, self.uri) from exc
+            raise _translate(exc, self.uri, self.database) from exc
         self.write(record)
 
     def bulk_create_nodes(self, tx: _Neo4jTransaction, label: str, rows: Sequence[Row]) -> None:
