@@ -38,7 +38,8 @@ USER = "neo4j"
 DEFAULT_PORT = 7687
 START_TIMEOUT_S = 240.0
 STOP_TIMEOUT_S = 60.0
-HEAP = "1g"  # modest: the machine runs torch tests beside it (the page cache is 256 MiB, set by the launcher)
+# Modest by default: the machine runs torch tests beside it (the page cache is 256 MiB, set by the launcher).
+HEAP = os.environ.get("KDCVG_NEO4J_HEAP", "1g")
 
 
 class Neo4jServerError(RuntimeError):
