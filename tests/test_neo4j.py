@@ -206,3 +206,17 @@ def test_server_killed_mid_import_keeps_old_or_new_data_and_a_rerun_completes(
         kept = ("Category", "Product", "IN_CATEGORY")
         assert {name: report.created[name] for name in expected} == {name: 0 if name in kept else n for name, n in expected.items()}
         assert sum(report.updated.values()) == 0
+
+
+@pytest.mark.parametrize("ci, outcome, code", [("", "1 skipped", 0), ("true", "1 error", 1)])
+def test_without_java_neo4j_tests_skip_locally_and_fail_under_ci(tmp_path: Path, ci: str, outcome: str, code: int) -> None:
+    """CI must never go green by skipping: no Java (so no server) is a skip with the reason, a failure under CI=true."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEO4J_")}
+    env.update({"PATH": str(tmp_path), "CI": ci, "KDCVG_DATA": str(tmp_path / "data")})  # no java, javac, mvn, docker
+    test = "tests/test_store_conformance.py::test_create_and_get_round_trip[neo4j]"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", test, "-q", "-rsf", "-p", "no:cacheprovider"],
+        env=env, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    assert outcome in result.stdout and result.returncode == code, result.stdout
+    assert "cannot start a local Neo4j server: java, javac, mvn not on PATH" in result.stdout
