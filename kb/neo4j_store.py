@@ -126,7 +126,12 @@ class Neo4jStore(GraphStore):
         self.uri = uri
         self.database = database or DEFAULT_DATABASE
         try:
-            self._driver = neo4j.GraphDatabase.driver(uri, auth=(user, password or ""), max_transaction_retry_time=retry_s)
+            self._driver = neo4j.GraphDatabase.driver(
+                uri,
+                auth=(user, password or ""),
+                max_transaction_retry_time=retry_s,
+                notifications_min_severity="OFF",  # the server's hints (e.g. an unknown property key) are not the user's errors
+            )
         except (ValueError, DriverError) as exc:  # a malformed URI or scheme
             raise StoreUnavailableError(f"NEO4J_URI {uri!r} is not a Neo4j URI: {_one_line(exc)}") from None
         try:
