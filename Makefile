@@ -1,7 +1,8 @@
 # Two commands set everything up on a fresh machine (see README):
 #   make demo   create .venv, install, migrate the embedded store, build and load the demo ACKB,
 #               train the SAR retriever on it, install (or train) the demo video backbone
-#   make test   create .venv, install, run the whole test suite
+#   make test   create .venv, install, run the whole test suite (on Ladybug and on a local Neo4j server)
+#   make neo4j  start a local Neo4j 5 server and print its NEO4J_* exports; make neo4j-stop stops it
 # Both are idempotent: the venv is reinstalled only when pyproject.toml changes.
 
 PYTHON ?= python3
@@ -9,7 +10,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test install browser benchmark clean-venv
+.PHONY: demo test install browser java neo4j neo4j-stop neo4j-launcher benchmark clean-venv
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,18 +27,43 @@ demo: $(INSTALLED)
 	@echo '      kdcvg ui add-user ann --role annotator --role reviewer && kdcvg ui   (docs/ui.md)'
 
 # The UI's end-to-end tests drive Debian's Chromium. Installed here when missing and we are root;
-# otherwise those tests are skipped with the reason printed (never a failure of set-up).
+# otherwise those tests are skipped with the reason printed (a failure under CI=true).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Debian's chromium for the UI's browser tests"; \
 	    apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
 	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1; } || \
-	    echo "could not install chromium: browser tests will be skipped"; \
-	  else echo "chromium missing and not root: browser tests will be skipped"; fi; }
+	    echo "could not install chromium: browser tests will be skipped (a failure under CI=true)"; \
+	  else echo "chromium missing and not root: browser tests will be skipped (a failure under CI=true)"; fi; }
+
+# The local Neo4j server (Neo4j Community 5.26 from Maven Central) needs a JDK 17+ and Maven.
+# Installed here when missing and we are root; otherwise the Neo4j tests are skipped with the reason
+# (a failure under CI=true).
+java:
+	@{ command -v javac && command -v mvn; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing a JDK and Maven for the local Neo4j server"; \
+	    apt-get install -y -q --no-install-recommends openjdk-17-jdk-headless maven >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends openjdk-17-jdk-headless maven >/dev/null 2>&1; } || \
+	    echo "could not install a JDK and Maven: Neo4j tests will be skipped (a failure under CI=true)"; \
+	  else echo "javac or mvn missing and not root: Neo4j tests will be skipped (a failure under CI=true)"; fi; }
+
+# Download Neo4j into ~/.m2 (once) and build the launcher (once per pom/launcher version).
+neo4j-launcher: $(INSTALLED) java
+	@$(BIN)/python -m kb.neo4j_server build || [ "$${CI:-}" != true ]
+
+# A local Neo4j server with its data in $$KDCVG_DATA/neo4j, reused while it runs. It prints the
+# `export NEO4J_URI=... NEO4J_USER=... NEO4J_PASSWORD=...` line: eval "$$(make -s neo4j)"
+neo4j: $(INSTALLED) java
+	@$(BIN)/python -m kb.neo4j_server start
+
+neo4j-stop: $(INSTALLED)
+	@$(BIN)/python -m kb.neo4j_server stop
 
 # pytest exits 5 when it collected no test: that is a failure of the suite, not a pass.
-test: $(INSTALLED) browser
+# The test session starts its own Neo4j server (or uses NEO4J_URI) and stops it at the end.
+test: $(INSTALLED) browser neo4j-launcher
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 benchmark: $(INSTALLED)

@@ -2,8 +2,11 @@
 
 Prints nodes/s, relationships/s, the full `import_ackb` time of the same data (validation
 included) and a no-op re-import, and p50/p95 latency of a parameterised 2-hop query (selling
-point -> clips -> motions) over 200 runs. Ladybug always; Neo4j when NEO4J_URI is set (its
-database is WIPED). Run: `make benchmark` or `python benchmarks/kb_load.py [--json]`.
+point -> clips -> motions) over 200 runs. Ladybug always; Neo4j on the server NEO4J_URI names (its
+database is WIPED), else on a local server started for the run (kb.neo4j_server, when Java and
+Maven are present; its start time is reported). On Neo4j the full import is also compared with a
+raw driver load of the same rows (`UNWIND $rows` batches of 10k, one transaction each).
+Run: `make benchmark` or `python benchmarks/kb_load.py [--json]`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from kb import migrate
+from kb import migrate, neo4j_server
 from kb.ladybug_store import LadybugStore
 from kb.schema import NODE_TYPES, REL_TYPES
 from kb.store import GraphStore
@@ -98,6 +101,54 @@ def bench_import(store: GraphStore, ackb_dir: Path, media: Path) -> dict[str, fl
     return {"import_s": first, "reimport_noop_s": time.perf_counter() - started}
 
 
+RAW_BATCH = 10_000
+
+
+def raw_driver_load(uri: str, user: str, password: str | None, nodes: dict, rels: dict) -> dict[str, float]:
+    """The same rows loaded with the bare driver (no validation, no diff against stored rows): the floor to compare with."""
+    import neo4j
+
+    from kb.neo4j_store import _endpoints_and_props, _without_nulls
+
+    with neo4j.GraphDatabase.driver(uri, auth=(user, password or "")) as driver, driver.session(database="neo4j") as session:
+        started = time.perf_counter()
+        for label in NODE_TYPES:
+            rows = [_without_nulls(row) for row in nodes.get(label, [])]
+            for start in range(0, len(rows), RAW_BATCH):
+                batch = rows[start : start + RAW_BATCH]
+                session.execute_write(lambda tx, b=batch: tx.run(f"UNWIND $rows AS row CREATE (n:{label}) SET n = row", rows=b).consume())
+        for spec in REL_TYPES.values():
+            rows = [_endpoints_and_props(row) for row in rels.get(spec.type, [])]
+            query = (
+                f"UNWIND $rows AS row MATCH (a:{spec.source} {{id: row.from}}) MATCH (b:{spec.target} {{id: row.to}}) "
+                f"CREATE (a)-[r:{spec.type}]->(b) SET r = row.props"
+            )
+            for start in range(0, len(rows), RAW_BATCH):
+                batch = rows[start : start + RAW_BATCH]
+                session.execute_write(lambda tx, b=batch: tx.run(query, rows=b).consume())
+        return {"raw_driver_load_s": time.perf_counter() - started}
+
+
+def _empty_neo4j(store: GraphStore) -> None:
+    """Delete every node in batches (one huge delete transaction would need the heap for 400k rows)."""
+    store.query("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS")
+
+
+def bench_neo4j(uri: str, user: str, password: str | None, nodes: dict, rels: dict, work: Path) -> dict[str, float]:
+    from kb.neo4j_store import Neo4jStore
+
+    with Neo4jStore(uri, user=user, password=password) as store:
+        _empty_neo4j(store)
+        figures = bench_store(store, nodes, rels, work)
+        _empty_neo4j(store)
+        migrate.migrate(store)
+        figures.update(raw_driver_load(uri, user, password, nodes, rels))
+        _empty_neo4j(store)
+        figures.update(bench_import(store, work / "ackb", work / "media"))
+        figures["import_vs_raw"] = figures["import_s"] / figures["raw_driver_load_s"]
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -113,18 +164,24 @@ def main() -> None:
         with LadybugStore(work / "import" / "ackb.lbug") as store:
             results["ladybug"].update(bench_import(store, work / "ackb", work / "media"))
         if os.environ.get("NEO4J_URI"):
-            from kb.neo4j_store import Neo4jStore
-
-            def neo4j() -> Neo4jStore:
-                return Neo4jStore(os.environ["NEO4J_URI"], user=os.environ.get("NEO4J_USER", "neo4j"), password=os.environ.get("NEO4J_PASSWORD"))
-
-            with neo4j() as store:
-                store.run("MATCH (n) DETACH DELETE n")
-                results["neo4j"] = bench_store(store, nodes, rels, work)
-                store.run("MATCH (n) DETACH DELETE n")
-                results["neo4j"].update(bench_import(store, work / "ackb", work / "media"))
+            uri, user, password = os.environ["NEO4J_URI"], os.environ.get("NEO4J_USER", "neo4j"), os.environ.get("NEO4J_PASSWORD")
+            results["neo4j"] = bench_neo4j(uri, user, password, nodes, rels, work)
+        elif neo4j_server.java_available() is None:
+            home = work / "neo4j"
+            started = time.perf_counter()
+            server = neo4j_server.start(home, port=neo4j_server.free_port())
+            first_start = time.perf_counter() - started
+            try:
+                neo4j_server.stop(home)
+                started = time.perf_counter()
+                server = neo4j_server.start(home, port=server.port)
+                restart = time.perf_counter() - started
+                results["neo4j"] = bench_neo4j(server.uri, server.user, server.password, nodes, rels, work)
+                results["neo4j"].update({"server_first_start_s": first_start, "server_restart_s": restart})
+            finally:
+                neo4j_server.stop(home)
         else:
-            results["neo4j"] = {"skipped": "NEO4J_URI is not set"}
+            results["neo4j"] = {"skipped": f"NEO4J_URI is not set and {neo4j_server.java_available()}"}
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
     if args.json:
         print(json.dumps({"machine": machine, "results": results}, indent=2))

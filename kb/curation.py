@@ -200,7 +200,7 @@ class Curator:
         row = rel.prepare(source, target)
 
         def work(tx: Transaction) -> Row:
-            if rel.get_in(tx, source, target) is not None:
+            if rel.lock_in(tx, source, target) is not None:
                 raise ConflictError(f"{source!r} is already linked to {target!r} by {type_}")
             rel.link_in(tx, row)
             self._audit(tx, "link", type_, link_key(source, target), None, row)
@@ -223,7 +223,7 @@ class Curator:
         row = repo.illustrates.prepare(clip_id, selling_point_id, {"status": status, "score": score, "annotator": self.actor})
 
         def work(tx: Transaction) -> Row:
-            existing = repo.illustrates.get_in(tx, clip_id, selling_point_id)
+            existing = repo.illustrates.lock_in(tx, clip_id, selling_point_id)
             if existing is not None:
                 raise ConflictError(
                     f"clip {clip_id!r} already illustrates {selling_point_id!r} (status {existing['status']}); change its status instead"
@@ -241,7 +241,7 @@ class Curator:
         key = link_key(clip_id, selling_point_id)
 
         def work(tx: Transaction) -> Row:
-            current = repo.illustrates.get_in(tx, clip_id, selling_point_id)
+            current = repo.illustrates.lock_in(tx, clip_id, selling_point_id)
             if current is None:
                 raise NotFoundError(f"clip {clip_id!r} is not linked to selling point {selling_point_id!r}")
             if expected_updated_at is not None and current["updated_at"] != expected_updated_at:

@@ -627,8 +627,9 @@ def export_ackb(store: GraphStore, directory: Path, media_dir: Path, *, overwrit
         for spec in REL_TYPES.values()
     ]
     media: list[str] = []
-    for section, name, query in tqdm(queries, desc="export", disable=not progress, leave=False):
-        records = store.read(lambda tx, query=query: tx.run(query))
+    # One read transaction for every label and type, so no relationship can outlive its exported ends.
+    results = store.read(lambda tx: [tx.run(query) for _, _, query in queries])
+    for (section, name, _), records in tqdm(list(zip(queries, results)), desc="export", disable=not progress, leave=False):
         relative = f"{section}/{name}.jsonl"
         (partial / section).mkdir(parents=True, exist_ok=True)
         with (partial / relative).open("w", encoding="utf-8", newline="\n") as handle:

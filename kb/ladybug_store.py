@@ -78,6 +78,9 @@ class _LadybugTransaction:
             raise StoreError("one statement at a time: the query text holds several")
         return result
 
+    def lock(self, label: str, id: str) -> None:
+        """Nothing to do: Ladybug runs one write transaction at a time."""
+
     @staticmethod
     def _plain_row(row: dict[str, Any]) -> Row:
         return {key: plain(value) for key, value in row.items()}

@@ -9,30 +9,39 @@ No maintained library serves both Neo4j and Ladybug, so this small runner does.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import migrations as migrations_package
 from kb.schema import MIGRATION_LABEL
-from kb.store import GraphStore, Transaction
+from kb.store import ConflictError, GraphStore, StoreError, Transaction
 from kb.timestamps import utc_now
 
 MIGRATIONS_DIR = Path(migrations_package.__file__).resolve().parent  # package data, so wheels can migrate too
 FILE_PATTERN = re.compile(r"^V(\d{4})__([a-z0-9_]+)\.cypher$")
 
-# The bookkeeping table/constraint; created by the runner itself before the first migration.
-_BOOTSTRAP: dict[str, str] = {
-    "ladybug": (
+LOCK_LABEL = "MigrationLock"
+LOCK_WAIT_S = 120.0  # how long a second `kdcvg kb migrate` waits for a running one before refusing
+
+# The bookkeeping table/constraints; created by the runner itself before the first migration.
+# On Neo4j, where several processes may migrate one server at once, a MigrationLock node (unique
+# by name) lets one run at a time; on Ladybug the database file's single-writer lock does that.
+_BOOTSTRAP: dict[str, list[str]] = {
+    "ladybug": [
         f"CREATE NODE TABLE IF NOT EXISTS {MIGRATION_LABEL}(version INT64 PRIMARY KEY, "
         "description STRING, checksum STRING, applied_at STRING, execution_ms INT64)"
-    ),
-    "neo4j": (
-        f"CREATE CONSTRAINT schema_migration_version IF NOT EXISTS "
-        f"FOR (m:{MIGRATION_LABEL}) REQUIRE m.version IS UNIQUE"
-    ),
+    ],
+    "neo4j": [
+        f"CREATE CONSTRAINT schema_migration_version IF NOT EXISTS FOR (m:{MIGRATION_LABEL}) REQUIRE m.version IS UNIQUE",
+        f"CREATE CONSTRAINT migration_lock_name IF NOT EXISTS FOR (l:{LOCK_LABEL}) REQUIRE l.name IS UNIQUE",
+    ],
 }
 
 
@@ -87,23 +96,54 @@ def discover(dialect: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 
 
 def _applied(store: GraphStore) -> dict[int, dict]:
-    rows = store.read(
-        lambda tx: tx.run(
-            f"MATCH (m:{MIGRATION_LABEL}) RETURN m.version AS version, m.checksum AS checksum, "
-            "m.applied_at AS applied_at, m.description AS description"
+    """The store's migration records by version; none when the bookkeeping table does not exist yet."""
+    try:
+        rows = store.read(
+            lambda tx: tx.run(
+                f"MATCH (m:{MIGRATION_LABEL}) RETURN m.version AS version, m.checksum AS checksum, "
+                "m.applied_at AS applied_at, m.description AS description"
+            )
         )
-    )
+    except StoreError as exc:
+        if store.dialect == "ladybug" and f"Table {MIGRATION_LABEL} does not exist" in str(exc):
+            return {}  # never migrated
+        raise
     return {row["version"]: row for row in rows}
 
 
 def _bootstrap(store: GraphStore) -> None:
-    if not store.read_only:
-        store.apply_schema([_BOOTSTRAP[store.dialect]], lambda tx: None)
+    store.apply_schema(_BOOTSTRAP[store.dialect], lambda tx: None)
+
+
+@contextmanager
+def _migration_lock(store: GraphStore, wait_s: float) -> Iterator[None]:
+    """Hold the store's migration lock (Neo4j: a unique MigrationLock node); wait up to `wait_s` for it, then refuse."""
+    if store.dialect != "neo4j":  # Ladybug: the open database file is already the one writer
+        yield
+        return
+    holder = f"pid {os.getpid()} on {socket.gethostname()} since {utc_now()}"
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            store.write(lambda tx: tx.run(f"CREATE (:{LOCK_LABEL} {{name: 'migrate', holder: $holder}})", holder=holder))
+            break
+        except ConflictError:
+            if time.monotonic() > deadline:
+                rows = store.read(lambda tx: tx.run(f"MATCH (l:{LOCK_LABEL} {{name: 'migrate'}}) RETURN l.holder AS holder"))
+                other = rows[0]["holder"] if rows else "another process"
+                raise MigrationError(
+                    f"another `kdcvg kb migrate` holds the migration lock ({other}); waited {wait_s:.0f} s. "
+                    f"If that process died, remove the lock: MATCH (l:{LOCK_LABEL}) DELETE l"
+                ) from None
+            time.sleep(0.2)
+    try:
+        yield
+    finally:
+        store.write(lambda tx: tx.run(f"MATCH (l:{LOCK_LABEL} {{name: 'migrate', holder: $holder}}) DELETE l", holder=holder))
 
 
 def status(store: GraphStore, directory: Path = MIGRATIONS_DIR) -> list[MigrationStatus]:
-    """Every migration known to the files or to the store, with its state."""
-    _bootstrap(store)
+    """Every migration known to the files or to the store, with its state; writes nothing."""
     files = {m.version: m for m in discover(store.dialect, directory)}
     applied = _applied(store)
     result = []
@@ -120,8 +160,19 @@ def status(store: GraphStore, directory: Path = MIGRATIONS_DIR) -> list[Migratio
     return result
 
 
-def migrate(store: GraphStore, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """Apply pending migrations in order; returns those applied (none when up to date)."""
+def migrate(store: GraphStore, directory: Path = MIGRATIONS_DIR, *, lock_wait_s: float = LOCK_WAIT_S) -> list[Migration]:
+    """Apply pending migrations in order; returns those applied (none when up to date).
+
+    One migration run at a time per store: a second one waits for the first (then finds nothing
+    pending) or, after `lock_wait_s`, refuses.
+    """
+    discover(store.dialect, directory)  # refuse bad files before touching the store
+    _bootstrap(store)
+    with _migration_lock(store, lock_wait_s):
+        return _apply_pending(store, directory)
+
+
+def _apply_pending(store: GraphStore, directory: Path) -> list[Migration]:
     states = status(store, directory)
     broken = [s for s in states if s.state in ("checksum mismatch", "file missing")]
     if broken:
@@ -158,11 +209,6 @@ def migrate(store: GraphStore, directory: Path = MIGRATIONS_DIR) -> list[Migrati
 
 def ensure_up_to_date(store: GraphStore, directory: Path = MIGRATIONS_DIR) -> None:
     """Raise MigrationError telling the user to migrate unless every migration is applied."""
-    from kb.store import StoreError
-
-    try:
-        pending = [s for s in status(store, directory) if s.state != "applied"]
-    except StoreError:  # read-only and never migrated: not even the bookkeeping table exists
-        pending = discover(store.dialect, directory)  # type: ignore[assignment]
+    pending = [s for s in status(store, directory) if s.state != "applied"]
     if pending:
         raise MigrationError(f"the store's schema is not up to date ({len(pending)} migration(s) not applied): run `kdcvg kb migrate`")

@@ -138,6 +138,16 @@ class NodeRepository:
         """The node with `id`, or NotFoundError."""
         return store.read(lambda tx: self.get_in(tx, id))
 
+    def lock_in(self, tx: Transaction, id: str) -> Row:
+        """Inside `tx`: take the node's write lock (held until `tx` ends), then read it; NotFoundError if absent.
+
+        Why: Neo4j reads at read-committed isolation, so two transactions could both read version 3
+        and both write version 4. Taking the lock first makes the second wait for the first to
+        commit and then read its result.
+        """
+        tx.lock(self.label, id)
+        return self.get_in(tx, id)
+
     def check_changes(self, changes: Row) -> None:
         """Refuse changes to `id` or to the store-set audit properties, before anything is read."""
         forbidden = set(changes) & ({"id"} | set(AUDIT_PROPERTIES))
@@ -152,7 +162,7 @@ class NodeRepository:
         A stale version raises `StaleWriteError` (a ConflictError) carrying the stored record.
         """
         self.check_changes(changes)
-        current = self.get_in(tx, id)
+        current = self.lock_in(tx, id)
         if current["version"] != expected_version:
             raise StaleWriteError(
                 f"{self.label} {id!r} was changed by someone else (stored version {current['version']}, "
@@ -178,7 +188,7 @@ class NodeRepository:
 
     def delete_in(self, tx: Transaction, id: str, *, expected_version: int | None = None) -> Row:
         """Inside `tx`: delete the node and its relationships (with `expected_version`, only if current); returns it."""
-        current = self.get_in(tx, id)
+        current = self.lock_in(tx, id)
         if expected_version is not None and current["version"] != expected_version:
             raise StaleWriteError(
                 f"{self.label} {id!r} was changed by someone else (stored version {current['version']}, "
@@ -282,9 +292,19 @@ class RelationshipRepository:
         rows = tx.run(f"MATCH {self._pattern} RETURN a.id AS `from`, b.id AS `to`{columns}", source=source, target=target)
         return rows[0] if rows else None
 
+    def lock_in(self, tx: Transaction, source: str, target: str) -> Row | None:
+        """Inside `tx`: take the source node's write lock (held until `tx` ends), then read the link.
+
+        Every change to a link locks its source first, so a check-then-write on a link is atomic
+        on Neo4j too (see NodeRepository.lock_in) and racing creates cannot make two links.
+        """
+        tx.lock(self.spec.source, source)
+        return self.get_in(tx, source, target)
+
     def link_in(self, tx: Transaction, row: Row) -> Row:
         """Inside `tx`: create the `prepare`d link, or update its properties if the pair is already linked."""
         source, target = row["from"], row["to"]
+        self.lock_in(tx, source, target)  # MERGE alone may create two links when two transactions race
         match = f"MATCH (a:{self.spec.source} {{id: $source}}), (b:{self.spec.target} {{id: $target}})"
         assignments, params = _assignments("r", row, skip=("from", "to"))
         set_clause = f" SET {assignments}" if assignments else ""
@@ -302,7 +322,7 @@ class RelationshipRepository:
 
     def unlink_in(self, tx: Transaction, source: str, target: str) -> Row:
         """Inside `tx`: remove the relationship and return its row; NotFoundError if the pair is not linked."""
-        current = self.get_in(tx, source, target)
+        current = self.lock_in(tx, source, target)
         if current is None:
             raise NotFoundError(f"{source!r} is not linked to {target!r} by {self.spec.type}")
         tx.run(f"MATCH {self._pattern} DELETE r", source=source, target=target)

@@ -37,6 +37,10 @@ class ConflictError(StoreError):
     """An update was based on a stale version of a record (optimistic concurrency), or an id is taken."""
 
 
+class StoreUnavailableError(StoreError):
+    """The store cannot be reached or refused the login; the message names the setting to check."""
+
+
 class ReadOnlyError(StoreError):
     """A write was attempted through a read-only connection."""
 
@@ -49,6 +53,10 @@ class Transaction(Protocol):
     """What a transaction function receives: run one parameterised statement, get rows as dicts."""
 
     def run(self, query: str, **params: Any) -> list[Row]: ...
+
+    def lock(self, label: str, id: str) -> None:
+        """Take the write lock of node (`label`, `id`) until the transaction ends, before reading it to change it."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ def kb_migrate(status: Annotated[bool, typer.Option("--status", help="Only show 
     """Apply pending schema migrations (or show their status)."""
     from kb import migrate
 
-    with opened_store(migrated=False) as store, handled_errors():
+    with opened_store(read_only=status, migrated=False) as store, handled_errors():
         if status:
             table = Table("version", "description", "state", "applied at")
             for s in migrate.status(store):

@@ -28,11 +28,11 @@ def handled_errors() -> Iterator[None]:
     from kb.interchange import ImportValidationError
     from kb.migrate import MigrationError
     from kb.repository import RecordValidationError
-    from kb.store import StoreError
+    from kb.store import StoreError, StoreUnavailableError
 
     try:
         yield
-    except ImportValidationError as exc:
+    except (ImportValidationError, StoreUnavailableError) as exc:
         fail(str(exc), 2)
     except (ConfigError, MigrationError, RecordValidationError, StoreError, FileExistsError, FileNotFoundError) as exc:
         fail(str(exc))
