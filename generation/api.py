@@ -23,9 +23,11 @@ from diffusers import DiffusionPipeline
 
 from generation.backbones import BackboneFamily, backbone_family, detect_family, load_backbone
 from generation.ip_adapter import IPAdapterFiles, loaded_ip_adapter, middle_keyframe
-from generation.pipeline import GenerationError, generate_frames, write_mp4
+from generation.pipeline import GenerationError, generate_frames, resolve_strength, write_mp4
 from generation.prompt import PromptPlan, build_prompt, resolve_selling_point
 from generation.provenance import record_generation
+from generation.reference_cache import ReferenceCache
+from generation.rewrite import PromptRewriter, rewrite_plan, rewriter_from_settings
 from kb.store import open_store
 from kdcvg.config import Settings, load_settings
 from retrieval.api import LoadedSar, load_sar, retrieve_for_selling_point
@@ -63,7 +65,8 @@ def generate(
     model_dir: Path,
     k: int = 3,
     seed: int = 0,
-    motion_strength: float = 0.5,
+    motion_strength: float | None = None,
+    motion_prior: str = "spectral",
     num_frames: int = 8,
     height: int = 64,
     width: int = 64,
@@ -74,6 +77,7 @@ def generate(
     pipe: DiffusionPipeline | None = None,
     sar: LoadedSar | None = None,
     scratch_dir: Path | None = None,
+    rewriter: PromptRewriter | None = None,
 ) -> GenerationResult:
     """Generate a video for `product_id`'s `selling_point` (id or exact text); deterministic for a seed.
 
@@ -82,7 +86,12 @@ def generate(
     With an IP-Adapter loaded (`settings.ip_adapter`, AnimateDiff backbones) the best reference clip's
     middle keyframe also conditions the video at `ip_adapter_scale`; the parameters record whether
     image conditioning was used, and why not when an adapter is configured but cannot apply.
+    `motion_prior` is "spectral" (FreeInit-style low-frequency mix), "inversion" (the reference
+    DDIM-inverted along the sampler's ODE, cached under `<data>/cache/motion-prior/`) or
+    "noise_prior"; `motion_strength` None takes the method's default (inversion: β = 0.7).
+    `rewriter` (default: the configured one, `Settings.prompt_rewriter`) finalises the graph prompt.
     """
+    motion_strength = resolve_strength(motion_prior, motion_strength)
     if not 0.0 <= float(ip_adapter_scale) <= 1.0:
         raise GenerationError(f"ip_adapter_scale must be in [0, 1], got {ip_adapter_scale}")
     settings = settings or load_settings()
@@ -98,8 +107,15 @@ def generate(
     references = [r.clip_id for r in results]
     timings["retrieve_s"] = time.perf_counter() - started
 
-    # 2. Semantic prior: subject from the product, scene and motion from the references.
+    # 2. Semantic prior: subject from the product, scene and motion from the references; then the
+    # configured rewriter adapts the best reference's script (the graph prompt is its fallback).
     plan = build_prompt(loaded.graph, product_id, sp["id"], references)
+    t = time.perf_counter()
+    graph = loaded.graph
+    best_caption = graph.nodes["CreativeClip"][graph.index("CreativeClip")[references[0]]].get("caption") or ""
+    product_name = graph.nodes["Product"][graph.index("Product")[product_id]]["name"]
+    plan = rewrite_plan(plan, best_caption, product_name, rewriter or rewriter_from_settings(settings))
+    timings["rewrite_s"] = time.perf_counter() - t
 
     # 3. Motion prior: the best reference clip that has a video here.
     clips = loaded.graph.nodes["CreativeClip"]
@@ -120,7 +136,7 @@ def generate(
     keyframe = middle_keyframe(reference_video) if image_conditioning["used"] else None
     frames, info = generate_frames(
         pipe, plan.prompt, plan.negative_prompt, reference_video=reference_video, motion_strength=motion_strength,
-        num_frames=num_frames, height=height, width=width, steps=steps, guidance_scale=guidance_scale, seed=seed,
+        method=motion_prior, cache=ReferenceCache.under(settings.cache_dir), model_dir=model_dir, num_frames=num_frames, height=height, width=width, steps=steps, guidance_scale=guidance_scale, seed=seed,
         ip_adapter_image=keyframe, ip_adapter_scale=ip_adapter_scale,
     )  # fmt: skip
     timings.update({key: value for key, value in info.items() if key.endswith("_s")})
@@ -129,6 +145,12 @@ def generate(
         "width": width, "steps": steps, "guidance_scale": guidance_scale, "fps": FPS,
         "reference_video": str(reference_video.relative_to(settings.media_dir)) if reference_video and reference_video.is_relative_to(settings.media_dir) else None,
         "image_conditioning": image_conditioning,
+        "prompt_rewrite": plan.rewrite,
+        "motion_prior": {
+            "method": motion_prior, "strength": motion_strength,
+            "inversion_steps": steps if motion_prior == "inversion" and motion_strength > 0 else None,
+            "reference_cache": info["reference_cache"],
+        },
     }  # fmt: skip
 
     # 5. Files, then provenance; files are removed again if the graph write fails.

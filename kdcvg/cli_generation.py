@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
+from enum import Enum
 from pathlib import Path
 from typing import IO, Annotated, Any, Optional
 
@@ -22,6 +23,14 @@ from kdcvg.cli_retrieval import retrieval_errors
 
 generation_app = typer.Typer(help="MKR: knowledge-referenced video generation (evaluation, demo backbone).", no_args_is_help=True)
 generation_app.command("train-demo")(train_demo)
+
+class MotionPrior(str, Enum):
+    """The motion priors offered on the command line (generation.pipeline.METHODS)."""
+
+    spectral = "spectral"
+    inversion = "inversion"
+    noise_prior = "noise_prior"
+
 
 ModelOption = Annotated[
     Optional[Path],
@@ -47,7 +56,13 @@ def generate(
     model: ModelOption = None,
     k: Annotated[int, typer.Option("-k", help="Reference clips retrieved (1-100).")] = 3,
     seed: Annotated[int, typer.Option(min=0)] = 0,
-    motion_strength: Annotated[float, typer.Option(help="0 = plain text-to-video; 1 = strongest motion prior.")] = 0.5,
+    motion_strength: Annotated[
+        Optional[float],
+        typer.Option(min=0.0, max=1.0, help="0 = plain text-to-video; 1 = strongest motion prior (default: 0.5 spectral, 0.7 inversion)."),
+    ] = None,
+    motion_prior: Annotated[
+        MotionPrior, typer.Option(help="spectral: reference low frequencies in the noise; inversion: the reference inverted along the sampler's ODE.")
+    ] = MotionPrior.spectral,
     frames: Annotated[int, typer.Option(help="Frames (1-64).")] = 8,
     size: Annotated[int, typer.Option(help="Width and height in pixels (multiple of 8).")] = 64,
     steps: Annotated[int, typer.Option(help="Denoising steps.")] = 4,
@@ -63,7 +78,8 @@ def generate(
     if batch is not None:
         if product is not None or selling_point is not None:
             fail("give --batch or --product/--selling-point, not both", 2)
-        defaults = {"k": k, "seed": seed, "motion_strength": motion_strength, "frames": frames, "size": size, "steps": steps}
+        defaults = {"k": k, "seed": seed, "motion_strength": motion_strength, "motion_prior": motion_prior.value,
+                    "frames": frames, "size": size, "steps": steps}  # fmt: skip
         _generate_batch(batch, _model_dir(model), defaults, out_file)
         return
     if product is None or selling_point is None:
@@ -76,7 +92,7 @@ def generate(
     with retrieval_errors():
         result = run(
             product, selling_point, model_dir=model_dir, k=k, seed=seed, motion_strength=motion_strength,
-            num_frames=frames, height=size, width=size, steps=steps, ip_adapter_scale=ip_adapter_scale, settings=settings(),
+            motion_prior=motion_prior.value, num_frames=frames, height=size, width=size, steps=steps, ip_adapter_scale=ip_adapter_scale, settings=settings(),
         )  # fmt: skip
     if as_json:
         payload = {**asdict(result), "video_path": str(result.video_path), "sidecar_path": str(result.sidecar_path)}
