@@ -22,8 +22,8 @@ from diffusers import DiffusionPipeline
 from diffusers.utils.torch_utils import randn_tensor
 
 from generation.backbones import BackboneFamily, backbone_family
-from generation.ip_adapter import ip_adapter_call_kwargs
 from generation.inversion import invert_latents
+from generation.ip_adapter import ip_adapter_call_kwargs
 from generation.motion_prior import encode_reference, inversion_mix, noise_prior, read_reference, spectral_mix
 from generation.reference_cache import ReferenceCache
 

@@ -84,7 +84,7 @@ class ReferenceCache:
         self.root = Path(root)
 
     @classmethod
-    def under(cls, cache_dir: Path) -> "ReferenceCache":
+    def under(cls, cache_dir: Path) -> ReferenceCache:
         """The cache in its usual place below a data directory's cache folder."""
         return cls(Path(cache_dir) / CACHE_SUBDIR)
 

@@ -158,7 +158,7 @@ def evaluate(
     sample_seed: Annotated[int, typer.Option(help="Seed of the draw of default selling points.")] = 0,
     seeds: Annotated[str, typer.Option(help="Generation seeds, comma-separated; every variant uses the same.")] = "0,1",
     variants: Annotated[
-        str, typer.Option(help="Compared variants, comma-separated, besides plain (always in): spectral, inversion.")
+        str, typer.Option(help="Compared variants besides plain (always in), comma-separated: spectral, inversion, lora, inversion+lora.")
     ] = "spectral,inversion",
     model: ModelOption = None,
     k: Annotated[int, typer.Option("-k", help="Reference clips retrieved (1-100).")] = 3,
@@ -205,14 +205,18 @@ def evaluate(
         out_file.parent.mkdir(parents=True, exist_ok=True)
         out_file.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     pairs = len(report["pairs"])
-    table = Table(title=f"{len(ids)} selling point(s) × {len(seed_list)} seed(s) = {pairs} pair(s), mean ± std; "
-                  "plain = same backbone without knowledge; differences paired by selling point and seed")  # fmt: skip
-    header, rows = table_rows(report)
-    for name in header:
-        table.add_column(name, no_wrap=True)
-    for row in rows:
-        table.add_row(*row)
-    out.print(table)
+    values, differences = table_rows(report)
+    titles = (
+        f"{len(ids)} selling point(s) × {len(seed_list)} seed(s) = {pairs} pair(s), mean ± std; plain = same backbone without knowledge",
+        "difference from plain (variant − plain), paired by selling point and seed",
+    )
+    for title, (header, rows) in zip(titles, (values, differences)):
+        table = Table(title=title)
+        for index, name in enumerate(header):
+            table.add_column(name, no_wrap=index == 0)
+        for row in rows:
+            table.add_row(*row)
+        out.print(table)
     for reason in report["unavailable"].values():
         out.print(reason, highlight=False)
     for skipped in report["skipped"]:
@@ -264,5 +268,5 @@ def train_motion_lora_command(
 
             lora = train_for_clip(pipe, video, model_dir, lora_root(config.models_dir), options,
                                   num_frames=frames, height=size, width=size, on_step=on_step)  # fmt: skip
-    out.print(f"motion LoRA: {lora.weights}", highlight=False)
+    out.print(f"motion LoRA: {lora.weights}", highlight=False, soft_wrap=True)
     out.print(f"loss (motion distillation): {lora.card['first_loss']:.4f} -> {lora.card['last_loss']:.4f}", highlight=False)

@@ -98,9 +98,8 @@ def test_training_adapts_only_temporal_queries_and_loads_with_a_scale(pipe, tiny
 def test_bad_loras_and_families_are_refused(pipe, tmp_path: Path) -> None:
     wrong = save_motion_lora(tmp_path, "wrong", {"nothing.lora_a": torch.zeros(1, 1), "nothing.lora_b": torch.zeros(1, 1)},
                              {"config": {"rank": 1, "alpha": 1.0}})  # fmt: skip
-    with pytest.raises(MotionLoraError, match="do not match"):
-        with use_motion_lora(pipe, wrong, 1.0):
-            pass
+    with pytest.raises(MotionLoraError, match="do not match"), use_motion_lora(pipe, wrong, 1.0):
+        pass
     assert all(not isinstance(m, LoRALinear) for m in pipe.unet.modules())  # the failed load left nothing behind
     with pytest.raises(MotionLoraError, match="no motion LoRA at"):
         read_motion_lora(tmp_path / "absent.safetensors")
@@ -119,8 +118,8 @@ def test_cli_trains_a_clip_lora_and_generate_auto_records_it(mkr_world: tuple[Se
     trained = kdcvg_in(settings, "generation", "train-motion-lora", "--clip", best, "--steps", "2", "--frames", "4", "--size", "32",
                        generation_model=model)  # fmt: skip
     assert trained.exit_code == 0, trained.output
-    weights = Path(trained.stdout.split("motion LoRA: ", 1)[1].split()[0])
-    assert weights.is_file() and weights.is_relative_to(settings.models_dir / "motion-lora")
+    weights = Path(trained.stdout.split("motion LoRA: ", 1)[1].splitlines()[0])
+    assert weights.is_file() and sorted((settings.models_dir / "motion-lora").glob("*.safetensors")) == [weights]
     result = generate(BOTTLE, LEAK, model_dir=model, motion_strength=0.0, motion_lora="auto", settings=settings, **SMALL)
     recorded = json.loads(result.sidecar_path.read_text())["parameters"]["motion_lora"]
     assert recorded["file"] == str(weights.relative_to(settings.data_dir)) and recorded["scale"] == 1.0

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -104,9 +104,9 @@ class FakeLLM(BaseHTTPRequestHandler):
     """An OpenAI-compatible endpoint that answers like an obedient LLM (or as `mode` says), recording requests."""
 
     mode = "obedient"
-    requests: list[dict[str, Any]] = []
+    requests: ClassVar[list[dict[str, Any]]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         FakeLLM.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
         if FakeLLM.mode == "error":
