@@ -134,8 +134,14 @@ def train_motion_lora(
     config: MotionLoraConfig = MotionLoraConfig(),
     *,
     on_step: Callable[[int, float], None] | None = None,
-) -> tuple[dict[str, torch.Tensor], list[float]]:
-    """Train a motion LoRA on one clip's (1, C, F, h, w) latents; (weights, loss per step). The backbone is unchanged."""
+    check_draws: int = 8,
+) -> tuple[dict[str, torch.Tensor], list[float], dict[str, float]]:
+    """Train a motion LoRA on one clip's (1, C, F, h, w) latents; the backbone is unchanged.
+
+    Returns (weights, loss per step, check): the per-step losses use a fresh random timestep and
+    noise each, so they are noisy; `check` holds the mean loss on `check_draws` fixed (timestep,
+    noise) draws before and after training, the like-for-like measure of what training achieved.
+    """
     config.check()
     unet = _denoiser(pipe)
     if reference_latents.ndim != 5 or reference_latents.shape[2] < 2:
@@ -151,28 +157,44 @@ def train_motion_lora(
     for parameter in frozen:
         parameter.requires_grad_(False)
     losses: list[float] = []
+    check_generator = torch.Generator(device="cpu").manual_seed(config.seed + 1)
+    draws = [
+        (torch.randn(clean.shape, generator=check_generator).to(device=device, dtype=clean.dtype),
+         torch.randint(0, scheduler.config.num_train_timesteps, (1,), generator=check_generator).to(device))
+        for _ in range(check_draws)
+    ]  # fmt: skip
+
+    def loss_at(noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        noisy = scheduler.add_noise(clean, noise, t)
+        target = scheduler.get_velocity(clean, noise, t) if scheduler.config.prediction_type == "v_prediction" else noise
+        prediction = unet(noisy, t, encoder_hidden_states=text).sample
+        return motion_distillation_loss(prediction.float(), target.float(), frame_axis=2)
+
+    def fixed_loss() -> float:
+        with torch.no_grad():
+            return sum(loss_at(noise, t).item() for noise, t in draws) / len(draws)
+
     try:
         with attached(pipe, config.rank, config.alpha) as adapters:
+            check = {"before": fixed_loss()}
             params = [p for adapter in adapters.values() for p in (adapter.lora_a, adapter.lora_b)]
             optimiser = torch.optim.AdamW(params, lr=config.learning_rate)
             for step in range(config.steps):
                 noise = torch.randn(clean.shape, generator=generator).to(device=device, dtype=clean.dtype)
                 t = torch.randint(0, scheduler.config.num_train_timesteps, (1,), generator=generator).to(device)
-                noisy = scheduler.add_noise(clean, noise, t)
-                target = scheduler.get_velocity(clean, noise, t) if scheduler.config.prediction_type == "v_prediction" else noise
-                prediction = unet(noisy, t, encoder_hidden_states=text).sample
-                loss = motion_distillation_loss(prediction.float(), target.float(), frame_axis=2)
+                loss = loss_at(noise, t)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
                 losses.append(loss.item())
                 if on_step is not None:
                     on_step(step + 1, losses[-1])
+            check["after"] = fixed_loss()
             weights = lora_tensors(adapters)
     finally:
         for parameter in frozen:
             parameter.requires_grad_(True)
-    return weights, losses
+    return weights, losses, check
 
 
 @dataclass(frozen=True)
@@ -252,12 +274,12 @@ def train_for_clip(
         return read_motion_lora(existing)
     latents = encode_reference(pipe, read_reference(clip, num_frames, height, width))
     started = time.perf_counter()
-    weights, losses = train_motion_lora(pipe, latents, config, on_step=on_step)
+    weights, losses, check = train_motion_lora(pipe, latents, config, on_step=on_step)
     card = {
         "clip_sha256": sha256_file(clip), "backbone_sha256": folder_content_hash(model_dir, root / "backbone-hashes.json"),
         "config": asdict(config), "size": size, "loss": "motion distillation (consecutive-frame differences)",
         "layers": len(weights) // 2, "first_loss": losses[0], "last_loss": losses[-1],
-        "mean_loss_first_10": sum(losses[:10]) / len(losses[:10]), "mean_loss_last_10": sum(losses[-10:]) / len(losses[-10:]),
+        "fixed_draws_loss_before": check["before"], "fixed_draws_loss_after": check["after"],
         "train_s": time.perf_counter() - started,
     }  # fmt: skip
     return save_motion_lora(root, key, weights, card)

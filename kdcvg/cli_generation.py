@@ -269,4 +269,6 @@ def train_motion_lora_command(
             lora = train_for_clip(pipe, video, model_dir, lora_root(config.models_dir), options,
                                   num_frames=frames, height=size, width=size, on_step=on_step)  # fmt: skip
     out.print(f"motion LoRA: {lora.weights}", highlight=False, soft_wrap=True)
-    out.print(f"loss (motion distillation): {lora.card['first_loss']:.4f} -> {lora.card['last_loss']:.4f}", highlight=False)
+    card = lora.card
+    out.print(f"motion distillation loss on fixed draws: {card['fixed_draws_loss_before']:.4f} before, "
+              f"{card['fixed_draws_loss_after']:.4f} after {card['config']['steps']} steps", highlight=False)  # fmt: skip

@@ -82,6 +82,7 @@ def test_training_adapts_only_temporal_queries_and_loads_with_a_scale(pipe, tiny
     after = pipe.unet.state_dict()
     assert after.keys() == before.keys() and all(torch.equal(before[k], after[k]) for k in before)  # backbone untouched
     assert lora.card["layers"] == len(names) and lora.card["config"]["steps"] == 3 and lora.card["last_loss"] == seen[-1][1]
+    assert lora.card["fixed_draws_loss_after"] < lora.card["fixed_draws_loss_before"]  # training lowered the loss
     again = train_for_clip(pipe, reference_clip, tiny_dir, tmp_path / "loras", config, num_frames=4, height=32, width=32,
                            on_step=lambda step, loss: seen.append((step, loss)))  # fmt: skip
     assert again.weights == lora.weights and len(seen) == 3  # same clip, backbone and options: reused, not retrained
