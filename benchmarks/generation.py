@@ -173,7 +173,7 @@ def bench_backbone(name: str, args: argparse.Namespace, device: torch.device, sc
 
     stand_in = scratch / f"backbone-{name}"  # the cache key's "backbone folder" for an in-memory pipeline
     stand_in.mkdir(exist_ok=True)
-    (stand_in / "configs.json").write_text(json.dumps({k: dict(c.config) for k, c in pipe.components.items() if hasattr(c, "config")}, default=str))
+    (stand_in / "configs.json").write_text(json.dumps({k: str(c.config) for k, c in pipe.components.items() if hasattr(c, "config")}))
     inversion_options = {"reference_video": reference, "motion_strength": args.inversion_strength, "method": "inversion",
                          "model_dir": stand_in, "steps": steps, **common}  # fmt: skip
     cold_runs = iter(range(10**6))

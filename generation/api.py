@@ -159,7 +159,7 @@ def generate(
         "motion_lora": None if lora is None else {
             "file": str(lora.weights.relative_to(settings.data_dir)) if lora.weights.is_relative_to(settings.data_dir) else str(lora.weights),
             "sha256": lora.sha256, "scale": float(motion_lora_scale),
-            "trained": {key: lora.card.get(key) for key in ("config", "size", "loss", "first_loss", "last_loss", "clip_sha256")},
+            "trained": {key: lora.card.get(key) for key in ("config", "size", "loss", "fixed_draws_loss_before", "fixed_draws_loss_after", "clip_sha256")},
         },
         "motion_prior": {
             "method": motion_prior, "strength": motion_strength,
