@@ -10,7 +10,11 @@ Per backbone, after one short warm-up: `base` = the plain pipeline call (seeded 
 `mkr` = `generation.pipeline.generate_frames` with the motion prior on (read the reference mp4,
 encode it with the backbone's VAE, FreeInit-style spectral mix, same steps/frames/size);
 `mkr_cached` = the same with the reference latents encoded beforehand (what a batch over one
-reference clip pays). Overheads are mkr / base − 1 for wall time (target ≤ 5%) and peak
+reference clip pays); `inversion` = the inversion prior with an empty reference cache (encode +
+DDIM inversion + generation: what the first video from a clip pays) and `inversion_cached` = the
+same with the inverted noise read from the cache (every later video from that clip). In-memory
+backbones have no folder to hash, so the cache is keyed by a stand-in folder holding the
+backbone's configs. Overheads are mkr / base − 1 for wall time (target ≤ 5%) and peak
 `torch.cuda.max_memory_allocated` (target ≤ 10%). Prints a table and writes JSON to `--out`.
 
     python benchmarks/generation.py --out bench.json                 # GPU, full size
@@ -42,6 +46,7 @@ from diffusers import DiffusionPipeline
 from generation.backbones import FAMILIES
 from generation.motion_prior import encode_reference, read_reference
 from generation.pipeline import family_call_kwargs, generate_frames, to_uint8
+from generation.reference_cache import ReferenceCache
 from generation.tiny import TINY_ANIMATEDIFF, TINY_COGVIDEOX, assemble_animatediff, assemble_cogvideox
 from kb.demo.clips import render_clip
 
@@ -166,10 +171,27 @@ def bench_backbone(name: str, args: argparse.Namespace, device: torch.device, sc
     def mkr_cached() -> None:
         generate_frames(pipe, PROMPT, NEGATIVE, reference_latents=latents, motion_strength=args.strength, steps=steps, **common)
 
+    stand_in = scratch / f"backbone-{name}"  # the cache key's "backbone folder" for an in-memory pipeline
+    stand_in.mkdir(exist_ok=True)
+    (stand_in / "configs.json").write_text(json.dumps({k: str(c.config) for k, c in pipe.components.items() if hasattr(c, "config")}))
+    inversion_options = {"reference_video": reference, "motion_strength": args.inversion_strength, "method": "inversion",
+                         "model_dir": stand_in, "steps": steps, **common}  # fmt: skip
+    cold_runs = iter(range(10**6))
+
+    def inversion() -> None:
+        generate_frames(pipe, PROMPT, NEGATIVE, cache=ReferenceCache(scratch / f"cold-{name}-{next(cold_runs)}"), **inversion_options)
+
+    warm_cache = ReferenceCache(scratch / f"warm-{name}")
+    generate_frames(pipe, PROMPT, NEGATIVE, cache=warm_cache, **inversion_options)  # fills the cache
+
+    def inversion_cached() -> None:
+        generate_frames(pipe, PROMPT, NEGATIVE, cache=warm_cache, **inversion_options)
+
     generate_frames(pipe, PROMPT, NEGATIVE, reference_video=reference, motion_strength=args.strength, steps=1, **common)  # warm-up
-    runs: dict[str, list[dict[str, float | None]]] = {"base": [], "mkr": [], "mkr_cached": []}
+    variants = (("base", base), ("mkr", mkr), ("mkr_cached", mkr_cached), ("inversion", inversion), ("inversion_cached", inversion_cached))
+    runs: dict[str, list[dict[str, float | None]]] = {label: [] for label, _ in variants}
     for _ in range(args.repeats):
-        for label, fn in (("base", base), ("mkr", mkr), ("mkr_cached", mkr_cached)):
+        for label, fn in variants:
             runs[label].append(measure(device, fn))
     summary = {label: _median(values) for label, values in runs.items()}
     result: dict[str, Any] = {
@@ -179,7 +201,8 @@ def bench_backbone(name: str, args: argparse.Namespace, device: torch.device, sc
         "vae_tiling": bool(getattr(pipe.vae, "use_tiling", False)), "repeats": args.repeats, "build_s": build_s,
         **summary,
     }  # fmt: skip
-    for label in ("mkr", "mkr_cached"):
+    result["inversion_strength"] = args.inversion_strength
+    for label in ("mkr", "mkr_cached", "inversion", "inversion_cached"):
         result[f"{label}_time_overhead"] = summary[label]["time_s"] / summary["base"]["time_s"] - 1.0
         base_peak, peak = summary["base"]["peak_mib"], summary[label]["peak_mib"]
         result[f"{label}_memory_overhead"] = peak / base_peak - 1.0 if base_peak and peak else None
@@ -206,14 +229,16 @@ def _mib(value: float | None) -> str:
 def table(results: list[dict[str, Any]]) -> str:
     """A Markdown table of the results."""
     lines = [
-        "| backbone | frames × H × W, steps | base s | MKR s | MKR cached s | time overhead (cached) | base peak MiB | MKR peak MiB | memory overhead | targets (≤5% time, ≤10% mem) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| backbone | frames × H × W, steps | base s | spectral s | spectral cached s | time overhead (cached) | inversion s | inversion cached s | time overhead (cached) | base peak MiB | MKR peak MiB | memory overhead | targets (≤5% time, ≤10% mem) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r['backbone']} ({r['size']}, {r['parameters_m']}M params, {r['dtype']}) | {r['frames']} × {r['height']} × {r['width']}, {r['steps']} "
             f"| {r['base']['time_s']:.2f} | {r['mkr']['time_s']:.2f} | {r['mkr_cached']['time_s']:.2f} "
             f"| {_pct(r['mkr_time_overhead'])} ({_pct(r['mkr_cached_time_overhead'])}) "
+            f"| {r['inversion']['time_s']:.2f} | {r['inversion_cached']['time_s']:.2f} "
+            f"| {_pct(r['inversion_time_overhead'])} ({_pct(r['inversion_cached_time_overhead'])}) "
             f"| {_mib(r['base']['peak_mib'])} | {_mib(r['mkr']['peak_mib'])} | {_pct(r['mkr_memory_overhead'])} "
             f"| {'n/a (smoke test)' if r['targets_met'] is None else 'met' if r['targets_met'] else 'NOT met'} |"
         )  # fmt: skip
@@ -229,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, help="override the height")
     parser.add_argument("--width", type=int, help="override the width")
     parser.add_argument("--steps", type=int, help="override the number of denoising steps")
-    parser.add_argument("--strength", type=float, default=0.5, help="motion strength for the MKR runs")
+    parser.add_argument("--strength", type=float, default=0.5, help="motion strength for the spectral MKR runs")
+    parser.add_argument("--inversion-strength", type=float, default=0.7, help="reference intensity β for the inversion runs")
     parser.add_argument("--repeats", type=int, default=1, help="runs per variant (median reported)")
     parser.add_argument("--no-vae-tiling", dest="vae_tiling", action="store_false", help="CogVideoX: decode/encode untiled")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available, cpu with --tiny)")

@@ -15,6 +15,7 @@ import hashlib
 import json
 import time
 import uuid
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,12 @@ from diffusers import DiffusionPipeline
 
 from generation.backbones import BackboneFamily, backbone_family, detect_family, load_backbone
 from generation.ip_adapter import IPAdapterFiles, loaded_ip_adapter, middle_keyframe
-from generation.pipeline import GenerationError, generate_frames, write_mp4
+from generation.motion_lora import MotionLoraFile, find_motion_lora, lora_root, read_motion_lora, use_motion_lora
+from generation.pipeline import GenerationError, generate_frames, resolve_strength, write_mp4
 from generation.prompt import PromptPlan, build_prompt, resolve_selling_point
 from generation.provenance import record_generation
+from generation.reference_cache import ReferenceCache
+from generation.rewrite import PromptRewriter, rewrite_plan, rewriter_from_settings
 from kb.store import open_store
 from kdcvg.config import Settings, load_settings
 from retrieval.api import LoadedSar, load_sar, retrieve_for_selling_point
@@ -63,7 +67,8 @@ def generate(
     model_dir: Path,
     k: int = 3,
     seed: int = 0,
-    motion_strength: float = 0.5,
+    motion_strength: float | None = None,
+    motion_prior: str = "spectral",
     num_frames: int = 8,
     height: int = 64,
     width: int = 64,
@@ -74,6 +79,9 @@ def generate(
     pipe: DiffusionPipeline | None = None,
     sar: LoadedSar | None = None,
     scratch_dir: Path | None = None,
+    rewriter: PromptRewriter | None = None,
+    motion_lora: str | Path | None = None,
+    motion_lora_scale: float = 1.0,
 ) -> GenerationResult:
     """Generate a video for `product_id`'s `selling_point` (id or exact text); deterministic for a seed.
 
@@ -82,7 +90,15 @@ def generate(
     With an IP-Adapter loaded (`settings.ip_adapter`, AnimateDiff backbones) the best reference clip's
     middle keyframe also conditions the video at `ip_adapter_scale`; the parameters record whether
     image conditioning was used, and why not when an adapter is configured but cannot apply.
+    `motion_prior` is "spectral" (FreeInit-style low-frequency mix), "inversion" (the reference
+    DDIM-inverted along the sampler's ODE, cached under `<data>/cache/motion-prior/`) or
+    "noise_prior"; `motion_strength` None takes the method's default (inversion: β = 0.7).
+    `rewriter` (default: the configured one, `Settings.prompt_rewriter`) finalises the graph prompt.
+    `motion_lora`: a trained motion LoRA's `.safetensors` path, or "auto" for the newest one trained on
+    the best reference clip for this backbone (`kdcvg generation train-motion-lora`), applied at
+    `motion_lora_scale`; None: no LoRA.
     """
+    motion_strength = resolve_strength(motion_prior, motion_strength)
     if not 0.0 <= float(ip_adapter_scale) <= 1.0:
         raise GenerationError(f"ip_adapter_scale must be in [0, 1], got {ip_adapter_scale}")
     settings = settings or load_settings()
@@ -98,8 +114,15 @@ def generate(
     references = [r.clip_id for r in results]
     timings["retrieve_s"] = time.perf_counter() - started
 
-    # 2. Semantic prior: subject from the product, scene and motion from the references.
+    # 2. Semantic prior: subject from the product, scene and motion from the references; then the
+    # configured rewriter adapts the best reference's script (the graph prompt is its fallback).
     plan = build_prompt(loaded.graph, product_id, sp["id"], references)
+    t = time.perf_counter()
+    graph = loaded.graph
+    best_caption = graph.nodes["CreativeClip"][graph.index("CreativeClip")[references[0]]].get("caption") or ""
+    product_name = graph.nodes["Product"][graph.index("Product")[product_id]]["name"]
+    plan = rewrite_plan(plan, best_caption, product_name, rewriter or rewriter_from_settings(settings))
+    timings["rewrite_s"] = time.perf_counter() - t
 
     # 3. Motion prior: the best reference clip that has a video here.
     clips = loaded.graph.nodes["CreativeClip"]
@@ -118,17 +141,31 @@ def generate(
         settings.ip_adapter, backbone_family(pipe), loaded_ip_adapter(pipe), reference_video, ip_adapter_scale
     )
     keyframe = middle_keyframe(reference_video) if image_conditioning["used"] else None
-    frames, info = generate_frames(
-        pipe, plan.prompt, plan.negative_prompt, reference_video=reference_video, motion_strength=motion_strength,
-        num_frames=num_frames, height=height, width=width, steps=steps, guidance_scale=guidance_scale, seed=seed,
-        ip_adapter_image=keyframe, ip_adapter_scale=ip_adapter_scale,
-    )  # fmt: skip
+    lora = _motion_lora(motion_lora, reference_video, model_dir, settings)
+    with use_motion_lora(pipe, lora, motion_lora_scale) if lora is not None else nullcontext():
+        frames, info = generate_frames(
+            pipe, plan.prompt, plan.negative_prompt, reference_video=reference_video, motion_strength=motion_strength,
+            method=motion_prior, cache=ReferenceCache.under(settings.cache_dir), model_dir=model_dir, num_frames=num_frames,
+            height=height, width=width, steps=steps, guidance_scale=guidance_scale, seed=seed,
+            ip_adapter_image=keyframe, ip_adapter_scale=ip_adapter_scale,
+        )  # fmt: skip
     timings.update({key: value for key, value in info.items() if key.endswith("_s")})
     parameters = {
         "k": k, "seed": seed, "motion_strength": motion_strength, "num_frames": num_frames, "height": height,
         "width": width, "steps": steps, "guidance_scale": guidance_scale, "fps": FPS,
         "reference_video": str(reference_video.relative_to(settings.media_dir)) if reference_video and reference_video.is_relative_to(settings.media_dir) else None,
         "image_conditioning": image_conditioning,
+        "prompt_rewrite": plan.rewrite,
+        "motion_lora": None if lora is None else {
+            "file": str(lora.weights.relative_to(settings.data_dir)) if lora.weights.is_relative_to(settings.data_dir) else str(lora.weights),
+            "sha256": lora.sha256, "scale": float(motion_lora_scale),
+            "trained": {key: lora.card.get(key) for key in ("config", "size", "loss", "fixed_draws_loss_before", "fixed_draws_loss_after", "clip_sha256")},
+        },
+        "motion_prior": {
+            "method": motion_prior, "strength": motion_strength,
+            "inversion_steps": steps if motion_prior == "inversion" and motion_strength > 0 else None,
+            "reference_cache": info["reference_cache"],
+        },
     }  # fmt: skip
 
     # 5. Files, then provenance; files are removed again if the graph write fails.
@@ -157,6 +194,23 @@ def generate(
         sidecar.unlink(missing_ok=True)
         raise
     return GenerationResult(video_id, video_path, sidecar, plan, references, parameters, timings)
+
+
+def _motion_lora(choice: str | Path | None, reference_video: Path | None, model_dir: Path, settings: Settings) -> MotionLoraFile | None:
+    """The motion LoRA to apply: none, a given file, or ("auto") the newest one for the best reference clip."""
+    if choice is None:
+        return None
+    if str(choice) != "auto":
+        return read_motion_lora(Path(choice))
+    if reference_video is None:
+        raise GenerationError("motion_lora='auto' needs a reference clip with a video file")
+    found = find_motion_lora(lora_root(settings.models_dir), reference_video, model_dir)
+    if found is None:
+        raise GenerationError(
+            f"no motion LoRA trained for the best reference clip ({reference_video.name}) on this backbone: "
+            "run `kdcvg generation train-motion-lora --clip CLIP_ID` first"
+        )
+    return found
 
 
 def _image_conditioning(

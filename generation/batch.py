@@ -7,7 +7,7 @@ one failing request must not lose the others' results. A request file has one JS
     {"product": "prod-thermopeak-insulated-bottle", "selling_point": "Leak-proof lid", "seed": 3}
 
 Fields: `product` and `selling_point` (id or exact text) are required; `k`, `seed`,
-`motion_strength`, `frames`, `size` (width = height) and `steps` are optional and default to
+`motion_strength`, `motion_prior` ("spectral", "inversion" or "noise_prior"), `frames`, `size` (width = height) and `steps` are optional and default to
 `defaults` (the command line's options) or to `BatchRequest`'s own defaults. Every problem in the
 file is reported at once as `FILE:LINE:FIELD: reason`, and the products and selling points are
 checked against the graph and frames and size against the backbone family, all before the first
@@ -21,14 +21,14 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm import tqdm
 
 from generation.backbones import BackboneFamily
 from generation.generator import Generator
-from generation.pipeline import MAX_FRAMES, MAX_SIZE, MIN_SIZE, SIZE_MULTIPLE, GenerationError, validate_request
+from generation.pipeline import MAX_FRAMES, MAX_SIZE, METHODS, MIN_SIZE, SIZE_MULTIPLE, GenerationError, validate_request
 from generation.prompt import resolve_selling_point
 from retrieval.api import MAX_K
 from retrieval.graph import AckbGraph
@@ -51,14 +51,15 @@ class BatchRequest(BaseModel):
     selling_point: str = Field(min_length=1)
     k: int = Field(3, ge=1, le=MAX_K)
     seed: int = Field(0, ge=0)
-    motion_strength: float = Field(0.5, ge=0.0, le=1.0)
+    motion_strength: float | None = Field(None, ge=0.0, le=1.0)  # None: the motion prior's default
+    motion_prior: Literal[METHODS] = "spectral"
     frames: int = Field(8, ge=1, le=MAX_FRAMES)
     size: int = Field(64, ge=MIN_SIZE, le=MAX_SIZE, multiple_of=SIZE_MULTIPLE)
     steps: int = Field(4, ge=1)
 
     def options(self) -> dict[str, Any]:
         """The keyword arguments of `generation.api.generate` for this request."""
-        return {"k": self.k, "seed": self.seed, "motion_strength": self.motion_strength, "num_frames": self.frames,
+        return {"k": self.k, "seed": self.seed, "motion_strength": self.motion_strength, "motion_prior": self.motion_prior, "num_frames": self.frames,
                 "height": self.size, "width": self.size, "steps": self.steps}  # fmt: skip
 
 

@@ -1,22 +1,29 @@
-"""MKR against the same backbone without knowledge, on the same selling points and seeds.
+"""MKR's motion priors against the same backbone without knowledge, on the same selling points and seeds.
 
-Why: the question MKR must answer is whether knowledge helps. For each selling point and seed two
-videos are made with ONE loaded backbone:
+Why: the question MKR must answer is whether knowledge helps, and which part of it. For each
+selling point and seed one video per variant is made with ONE loaded backbone:
 
-- `mkr`: `generation.api.generate` as users run it: SAR's references, the knowledge prompt (scene,
-  motion, negative prompt from rejected clips) and the best reference's motion in the initial noise
-  (`motion_strength` > 0).
 - `plain`: the same backbone, seed, frames, size and steps, prompted with the product name and
   selling-point text only (the knowledge prompt's `subject`), the fixed generic negative prompt
-  (`generation.prompt.ARTEFACT_TERMS`, no graph knowledge) and `motion_strength` 0 (plain
+  (`generation.prompt.ARTEFACT_TERMS`, no graph knowledge) and no motion prior (plain
   text-to-video).
+- `spectral`, `inversion`: `generation.api.generate` as users run it (SAR's references, the
+  knowledge prompt through the configured rewriter, the best reference's motion) with that motion
+  prior (`motion_strength` given, else each prior's default: 0.5 spectral, β = 0.7 inversion).
 
-Both are measured with `generation.metrics` (read back from their mp4, i.e. what a user gets):
-alignment to the SAME text (the subject, so the knowledge prompt's extra words earn MKR nothing by
+- `lora`, `inversion+lora` (the paper's full MKR): the motion LoRA trained on the best reference
+  clip (`kdcvg generation train-motion-lora --clip ID`; "auto" lookup) alone, or with inversion. A
+  pair whose best reference has no LoRA is skipped, with the reason.
+
+Every video is measured with `generation.metrics` (read back from its mp4, i.e. what a user gets):
+alignment to the SAME text (the subject, so the knowledge prompt's extra words earn nothing by
 themselves), motion fidelity to the SAME reference clip (the one MKR used, resampled as the motion
-prior saw it), temporal consistency and runtime (MKR's includes retrieval and prompt building).
-The summary gives mean ± std per metric and variant, and the mean ± std of the paired difference
-(mkr − plain over the same selling point and seed).
+prior saw it), temporal consistency, VBench's dynamic degree and motion smoothness, motion
+magnitude (compared with the reference's: `speed`) and runtime. The summary gives mean ± std per
+metric and variant, the paired difference of each variant from plain (same selling point and
+seed), and the paper's Min-Max score: each quality metric's variant means min-max normalised
+across the compared variants, averaged over metrics, ×100 (a metric on which all variants tie is
+left out; runtime and magnitude are not quality).
 
 Evaluation videos stay out of the graph: they are written to a scratch folder (default
 `<data>/cache/generation-eval/<UTC time>/`, with MKR's JSON sidecars) and no `GeneratedVideo`
@@ -45,7 +52,10 @@ from generation.batch import error_message
 from generation.generator import Generator
 from generation.metrics import (
     CLIP_UNAVAILABLE,
+    dynamic_degree,
     motion_fidelity,
+    motion_magnitude,
+    motion_smoothness,
     runtime_s,
     temporal_consistency,
     text_video_alignment,
@@ -56,8 +66,21 @@ from generation.prompt import ARTEFACT_TERMS
 from retrieval.clip_image import OpenClipEncoder
 from retrieval.graph import AckbGraph
 
-METRICS = ("text_video_alignment", "motion_fidelity", "temporal_consistency", "runtime_s")
-VARIANTS = ("mkr", "plain")
+METRICS = (
+    "text_video_alignment", "motion_fidelity", "temporal_consistency", "dynamic_degree", "motion_smoothness",
+    "motion_magnitude", "runtime_s",
+)  # fmt: skip
+MIN_MAX_METRICS = ("text_video_alignment", "motion_fidelity", "temporal_consistency", "dynamic_degree", "motion_smoothness")
+# variant -> generate() options; plain (first: the baseline of every difference) is generated apart, without knowledge
+VARIANT_OPTIONS: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "spectral": {"motion_prior": "spectral"},
+    "inversion": {"motion_prior": "inversion"},
+    "lora": {"motion_prior": "spectral", "motion_strength": 0.0, "motion_lora": "auto"},
+    "inversion+lora": {"motion_prior": "inversion", "motion_lora": "auto"},
+}
+VARIANTS = tuple(VARIANT_OPTIONS)
+DEFAULT_VARIANTS = ("plain", "spectral", "inversion")  # the LoRA variants need LoRAs trained per reference clip
 PLAIN_NEGATIVE = ", ".join(ARTEFACT_TERMS)
 
 
@@ -122,11 +145,14 @@ def _reference_frames(path: Path, frames: np.ndarray) -> np.ndarray:
 def measure(
     frames: np.ndarray, text: str, reference: np.ndarray | None, timings: dict[str, float], clip_encoder: OpenClipEncoder | None
 ) -> dict[str, float | None]:
-    """Every metric of one video; None where it cannot be measured (no CLIP model, no reference clip)."""
+    """Every metric of one video; None where it cannot be measured (no CLIP model, no reference clip, < 3 frames)."""
     return {
         "text_video_alignment": text_video_alignment(frames, text, clip_encoder) if clip_encoder is not None else None,
         "motion_fidelity": motion_fidelity(frames, reference) if reference is not None else None,
         "temporal_consistency": temporal_consistency(frames),
+        "dynamic_degree": dynamic_degree(frames),
+        "motion_smoothness": motion_smoothness(frames) if len(frames) >= 3 else None,
+        "motion_magnitude": motion_magnitude(frames),
         "runtime_s": runtime_s(timings),
     }
 
@@ -139,15 +165,57 @@ def _stats(values: list[float]) -> dict[str, float | int | None]:
     return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0, "n": len(array)}
 
 
-def summarise(pairs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float | int | None]]]:
-    """Per metric: mean ± std of each variant and of the paired difference (mkr − plain)."""
-    summary: dict[str, dict[str, dict[str, float | int | None]]] = {}
+def summarise(pairs: list[dict[str, Any]], variants: tuple[str, ...]) -> dict[str, Any]:
+    """Per metric: mean ± std of each variant, and of each variant's paired difference from plain."""
+    summary: dict[str, Any] = {}
     for metric in METRICS:
-        values = {v: [p[v]["metrics"][metric] for p in pairs if p[v]["metrics"][metric] is not None] for v in VARIANTS}
-        both = [p for p in pairs if all(p[v]["metrics"][metric] is not None for v in VARIANTS)]
-        differences = [p["mkr"]["metrics"][metric] - p["plain"]["metrics"][metric] for p in both]
-        summary[metric] = {**{v: _stats(values[v]) for v in VARIANTS}, "difference": _stats(differences)}
+        values = {v: [p[v]["metrics"][metric] for p in pairs if p[v]["metrics"][metric] is not None] for v in variants}
+        differences = {}
+        for variant in variants[1:]:
+            both = [p for p in pairs if p[variant]["metrics"][metric] is not None and p["plain"]["metrics"][metric] is not None]
+            differences[variant] = _stats([p[variant]["metrics"][metric] - p["plain"]["metrics"][metric] for p in both])
+        summary[metric] = {**{v: _stats(values[v]) for v in variants}, "difference": differences}
     return summary
+
+
+def min_max_scores(summary: dict[str, Any], variants: tuple[str, ...]) -> dict[str, Any]:
+    """The paper's aggregate: per quality metric, variant means min-max normalised across variants; mean ×100."""
+    used: list[str] = []
+    normalised: dict[str, list[float]] = {v: [] for v in variants}
+    for metric in MIN_MAX_METRICS:
+        means = {v: summary[metric][v]["mean"] for v in variants}
+        if any(mean is None for mean in means.values()):
+            continue
+        low, high = min(means.values()), max(means.values())
+        if high - low <= 1e-12:
+            continue  # every variant ties: the metric does not separate them
+        used.append(metric)
+        for variant, mean in means.items():
+            normalised[variant].append((mean - low) / (high - low))
+    scores = {v: 100.0 * float(np.mean(normalised[v])) if used else None for v in variants}
+    return {"scores": scores, "metrics": used}
+
+
+def speed_against_reference(pairs: list[dict[str, Any]], variants: tuple[str, ...]) -> dict[str, Any]:
+    """Mean motion magnitude of the references and, per variant, its ratio to it (1 = as fast as the reference)."""
+    references = [p["reference_motion_magnitude"] for p in pairs if p["reference_motion_magnitude"] is not None]
+    reference = _stats(references)
+    ratios: dict[str, float | None] = {}
+    for variant in variants:
+        mean = _stats([p[variant]["metrics"]["motion_magnitude"] for p in pairs])["mean"]
+        ratios[variant] = mean / reference["mean"] if reference["mean"] and mean is not None else None
+    return {"reference_magnitude": reference, "ratio": ratios}
+
+
+def check_variants(variants: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The variants to compare in canonical order, plain first; EvaluationError for unknown ones."""
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise EvaluationError(f"unknown variant(s) {', '.join(map(repr, unknown))}; known: {', '.join(VARIANTS)}")
+    chosen = tuple(v for v in VARIANTS if v in variants or v == "plain")
+    if len(chosen) < 2:
+        raise EvaluationError("at least one MKR variant (spectral, inversion, lora, inversion+lora) is needed besides plain")
+    return chosen
 
 
 def evaluate_generation(
@@ -158,17 +226,19 @@ def evaluate_generation(
     videos_dir: Path,
     clip_encoder: OpenClipEncoder | None = None,
     k: int = 3,
-    motion_strength: float = 0.5,
+    motion_strength: float | None = None,
+    variants: tuple[str, ...] = DEFAULT_VARIANTS,
     num_frames: int = 8,
     size: int = 64,
     steps: int = 4,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Generate and measure MKR and plain videos for every selling point × seed; the report (JSON-ready)."""
-    if not 0.0 < motion_strength <= 1.0:
+    """Generate and measure every variant for every selling point × seed; the report (JSON-ready)."""
+    if motion_strength is not None and not 0.0 < motion_strength <= 1.0:
         raise EvaluationError(f"MKR's motion_strength must be in (0, 1] (0 is the plain baseline), got {motion_strength}")
     if not seeds:
         raise EvaluationError("at least one seed is needed")
+    variants = check_variants(variants)
     validate_request(num_frames, size, size, steps, backbone_family(generator.pipe))  # before any pair is generated
     graph = generator.sar.graph
     options = {"num_frames": num_frames, "height": size, "width": size, "steps": steps}
@@ -178,12 +248,17 @@ def evaluate_generation(
     for sp, seed in tqdm(jobs, desc="generation eval", unit="pair", file=sys.stderr, disable=not progress):
         product = graph.product_of_selling_point[sp]
         try:
-            mkr = generator.generate(
-                product, sp, scratch_dir=videos_dir / "mkr", k=k, seed=seed, motion_strength=motion_strength, **options
-            )
+            results = {
+                variant: generator.generate(
+                    product, sp, scratch_dir=videos_dir / variant, k=k, seed=seed,
+                    **{"motion_strength": motion_strength, **VARIANT_OPTIONS[variant]}, **options,
+                )
+                for variant in variants[1:]
+            }
+            first = next(iter(results.values()))
             started = time.perf_counter()
             frames, info = generate_frames(
-                generator.pipe, mkr.prompt.subject, PLAIN_NEGATIVE, motion_strength=0.0, seed=seed, **options
+                generator.pipe, first.prompt.subject, PLAIN_NEGATIVE, motion_strength=0.0, seed=seed, **options
             )
             plain_path = write_mp4(frames, videos_dir / "plain" / f"{sp}-seed{seed}.mp4")
             plain_timings = {
@@ -193,39 +268,43 @@ def evaluate_generation(
         except Exception as error:  # noqa: BLE001 - report the pair, evaluate the others
             skipped.append({"selling_point": sp, "seed": seed, "error": f"{type(error).__name__}: {error_message(error)}"})
             continue
-        mkr_frames, plain_frames = _read_video(mkr.video_path), _read_video(plain_path)
-        relative = mkr.parameters.get("reference_video")
+        relative = first.parameters.get("reference_video")
         reference_path = generator.settings.media_dir / relative if relative else None
-        reference = _reference_frames(reference_path, mkr_frames) if reference_path else None
-        text = mkr.prompt.subject
-        pairs.append({
-            "selling_point": sp, "product": product, "seed": seed, "text": text, "reference_video": relative,
-            "mkr": {"video_path": str(mkr.video_path), "prompt": mkr.prompt.prompt, "negative_prompt": mkr.prompt.negative_prompt,
-                    "metrics": measure(mkr_frames, text, reference, mkr.timings, clip_encoder)},
-            "plain": {"video_path": str(plain_path), "prompt": text, "negative_prompt": PLAIN_NEGATIVE,
-                      "metrics": measure(plain_frames, text, reference, plain_timings, clip_encoder)},
-        })  # fmt: skip
+        text = first.prompt.subject
+        pair: dict[str, Any] = {"selling_point": sp, "product": product, "seed": seed, "text": text, "reference_video": relative}
+        plain_frames = _read_video(plain_path)
+        reference = _reference_frames(reference_path, plain_frames) if reference_path else None
+        pair["reference_motion_magnitude"] = motion_magnitude(reference) if reference is not None else None
+        pair["plain"] = {"video_path": str(plain_path), "prompt": text, "negative_prompt": PLAIN_NEGATIVE,
+                         "metrics": measure(plain_frames, text, reference, plain_timings, clip_encoder)}  # fmt: skip
+        for variant, result in results.items():
+            pair[variant] = {
+                "video_path": str(result.video_path), "prompt": result.prompt.prompt, "negative_prompt": result.prompt.negative_prompt,
+                "motion_prior": result.parameters["motion_prior"], "motion_lora": result.parameters["motion_lora"],
+                "metrics": measure(_read_video(result.video_path), text, reference, result.timings, clip_encoder),
+            }  # fmt: skip
+        pairs.append(pair)
     if not pairs:
         raise EvaluationError(
             "nothing was evaluated: " + "; ".join(f"{s['selling_point']} seed {s['seed']}: {s['error']}" for s in skipped)
         )
+    summary = summarise(pairs, variants)
+    unavailable = {} if clip_encoder is not None else {"text_video_alignment": CLIP_UNAVAILABLE}
     return {
         "model": str(generator.model_dir),
         "options": {
-            "seeds": seeds,
-            "k": k,
-            "motion_strength": motion_strength,
-            "frames": num_frames,
-            "size": size,
-            "steps": steps,
+            "seeds": seeds, "k": k, "motion_strength": motion_strength, "variants": list(variants), "frames": num_frames,
+            "size": size, "steps": steps,
         },
         "selling_points": selling_points,
         "videos_dir": str(videos_dir),
         "provenance": "not recorded: evaluation videos stay in videos_dir, out of the graph",
-        "unavailable": {} if clip_encoder is not None else {"text_video_alignment": CLIP_UNAVAILABLE},
+        "unavailable": unavailable,
         "pairs": pairs,
         "skipped": skipped,
-        "summary": summarise(pairs),
+        "summary": summary,
+        "min_max": min_max_scores(summary, variants),
+        "speed": speed_against_reference(pairs, variants),
     }
 
 
@@ -235,18 +314,24 @@ def _cell(stats: dict[str, float | int | None], signed: bool = False) -> str:
     return f"{stats['mean']:{'+' if signed else ''}.3f} ± {stats['std']:.3f}"
 
 
-def table_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
-    """(metric, mkr, plain, paired difference, n pairs) per metric, as printed by `kdcvg generation eval`."""
-    rows = []
+Table = tuple[list[str], list[list[str]]]
+
+
+def table_rows(report: dict[str, Any]) -> tuple[Table, Table]:
+    """Two (header, rows) tables as printed by `kdcvg generation eval`: per-variant values, and differences from plain.
+
+    The first ends with the Min-Max score (×100) and the motion speed relative to the reference clips.
+    """
+    variants = report["options"]["variants"]
+    values: list[list[str]] = []
+    differences: list[list[str]] = []
     for metric in METRICS:
         stats = report["summary"][metric]
-        rows.append(
-            (
-                metric,
-                _cell(stats["mkr"]),
-                _cell(stats["plain"]),
-                _cell(stats["difference"], signed=True),
-                str(stats["difference"]["n"]),
-            )
-        )
-    return rows
+        values.append([metric, *[_cell(stats[v]) for v in variants]])
+        pairs = str(max(stats["difference"][v]["n"] for v in variants[1:]))
+        differences.append([metric, *[_cell(stats["difference"][v], signed=True) for v in variants[1:]], pairs])
+    scores = report["min_max"]["scores"]
+    values.append(["Min-Max score ×100", *[f"{scores[v]:.1f}" if scores[v] is not None else "n/a" for v in variants]])
+    ratio = report["speed"]["ratio"]
+    values.append(["speed / reference", *[f"{ratio[v]:.2f}" if ratio[v] is not None else "n/a" for v in variants]])
+    return (["metric", *variants], values), (["metric", *variants[1:], "pairs"], differences)

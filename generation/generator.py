@@ -14,6 +14,7 @@ from typing import Any
 
 from generation.api import GenerationResult, generate, load_pipeline
 from generation.backbones import BackboneError
+from generation.rewrite import rewriter_from_settings
 from kdcvg.config import Settings, load_settings
 from retrieval.api import load_sar
 
@@ -39,6 +40,7 @@ class Generator:
         self.model_dir = require_model_dir(model_dir)
         started = time.perf_counter()
         self.sar = load_sar(self.settings)  # first: a missing SAR checkpoint fails before the heavy load
+        self.rewriter = rewriter_from_settings(self.settings)  # a misconfigured prompt LLM fails early too
         loaded_sar = time.perf_counter()
         self.pipe = load_pipeline(self.model_dir, self.settings)
         self.load_timings = {"load_sar_s": loaded_sar - started, "load_model_s": time.perf_counter() - loaded_sar}
@@ -49,5 +51,5 @@ class Generator:
         """`generation.api.generate` with the loaded backbone and SAR (options: k, seed, motion_strength, ...)."""
         return generate(
             product_id, selling_point, model_dir=self.model_dir, settings=self.settings,
-            pipe=self.pipe, sar=self.sar, scratch_dir=scratch_dir, **options,
+            pipe=self.pipe, sar=self.sar, scratch_dir=scratch_dir, rewriter=self.rewriter, **options,
         )  # fmt: skip

@@ -3,7 +3,7 @@
 Why: the paper's motion prior (b) mixes the reference clip's latents into the initial noise so the
 generated video inherits the reference's *coarse* motion (layout and its drift over time live in
 the low spatio-temporal frequencies), while the high frequencies stay fresh noise for the
-prompt to shape. Two variants:
+prompt to shape. Three variants:
 
 - `spectral_mix` follows FreeInit (Wu et al. 2023, "FreeInit: Bridging Initialization Gap in Video
   Diffusion Models"): 3-D FFT over (frames, height, width), low frequencies from the reference,
@@ -14,9 +14,11 @@ prompt to shape. Two variants:
   √β·z_ref_noised + √(1−β)·ε, with z_ref forward-noised to the first timestep. Its reference
   weight is √β·√ᾱ: small for SD's schedule at 25+ steps (ᾱ ≈ 0.002) and exactly 0 for
   zero-terminal-SNR schedules (CogVideoX), where `generation.pipeline` refuses it.
+- `inversion_mix` is the paper's: the reference inverted along the sampler's ODE
+  (`generation.inversion`), mixed with fresh noise by the reference intensity β.
 
 Flow: `read_reference` (mp4 -> (F, 3, H, W) in [-1, 1]) -> `encode_reference` (pipeline VAE ->
-latents in the pipeline's layout; compute once per clip and backbone and reuse) -> a mixer.
+latents in the pipeline's layout; cached per clip and backbone by `generation.reference_cache`) -> a mixer.
 """
 
 from __future__ import annotations
@@ -200,3 +202,20 @@ def noise_prior(
     alpha = float(timestep_alpha)
     z_ref_noised = alpha**0.5 * ref + (1.0 - alpha) ** 0.5 * fresh
     return strength**0.5 * z_ref_noised + (1.0 - strength) ** 0.5 * noise
+
+
+def inversion_mix(noise: torch.Tensor, inverted: torch.Tensor, strength: float) -> torch.Tensor:
+    """The paper's inversion prior: √β·z_inv + √(1−β)·ε with β = `strength` (0: `noise` itself, bit for bit).
+
+    z_inv (from `generation.inversion.invert_latents`) is first scaled by one global factor to the
+    noise's RMS, so the mix keeps the unit variance the scheduler expects even when an imperfect
+    inversion drifts in scale; for a well-trained backbone the factor is close to 1.
+    """
+    _check(noise, inverted, strength)
+    if strength == 0:
+        return noise
+    work = torch.float64
+    z_inv = inverted.to(device=noise.device, dtype=work).expand_as(noise)
+    eps = noise.to(work)
+    z_inv = z_inv * (eps.pow(2).mean().sqrt() / z_inv.pow(2).mean().sqrt().clamp_min(1e-12))
+    return (strength**0.5 * z_inv + (1.0 - strength) ** 0.5 * eps).to(noise.dtype)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,16 @@ from diffusers import DiffusionPipeline
 from diffusers.utils.torch_utils import randn_tensor
 
 from generation.backbones import BackboneFamily, backbone_family
+from generation.inversion import invert_latents
 from generation.ip_adapter import ip_adapter_call_kwargs
-from generation.motion_prior import encode_reference, noise_prior, read_reference, spectral_mix
+from generation.motion_prior import encode_reference, inversion_mix, noise_prior, read_reference, spectral_mix
+from generation.reference_cache import ReferenceCache
 
 MAX_FRAMES = 64
 MIN_SIZE, MAX_SIZE, SIZE_MULTIPLE = 32, 1024, 8
-METHODS = ("spectral", "noise_prior")
+METHODS = ("spectral", "inversion", "noise_prior")
+# Motion strength when none is given: the paper's reference intensity β ∈ [0.6, 0.8] for inversion.
+DEFAULT_STRENGTH: dict[str, float] = {"spectral": 0.5, "inversion": 0.7, "noise_prior": 0.5}
 # Below this ᾱ at the first timestep, the forward-noised reference of `noise_prior` is pure noise.
 MIN_NOISE_PRIOR_ALPHA = 1e-6
 
@@ -87,6 +92,16 @@ def first_timestep_alpha(pipe: DiffusionPipeline, steps: int) -> float:
     return float(scheduler.alphas_cumprod[first])
 
 
+def resolve_strength(method: str, strength: float | None) -> float:
+    """The motion strength to use: `strength` checked to be in [0, 1], or the method's default when None."""
+    if method not in METHODS:
+        raise GenerationError(f"unknown motion-prior method {method!r}; known: {', '.join(METHODS)}")
+    value = DEFAULT_STRENGTH[method] if strength is None else float(strength)
+    if not 0.0 <= value <= 1.0:
+        raise GenerationError(f"motion_strength must be in [0, 1], got {strength}")
+    return value
+
+
 def family_call_kwargs(pipe: DiffusionPipeline) -> dict[str, Any]:
     """Pipeline arguments a family needs on every call (CogVideoX: prompt length = the DiT's text positions)."""
     family = backbone_family(pipe)
@@ -116,31 +131,35 @@ def generate_frames(
     output_type: str = "np",
     ip_adapter_image: Any | None = None,
     ip_adapter_scale: float = 0.5,
+    cache: ReferenceCache | None = None,
+    model_dir: str | Path | None = None,
 ) -> tuple[np.ndarray | torch.Tensor, dict[str, Any]]:
     """Generate (F, H, W, 3) uint8 frames (or raw latents with output_type="latent") and timings.
 
     `reference_latents` (from `encode_reference`) may be passed instead of `reference_video` to
-    reuse one encoding across calls, which keeps the motion prior's overhead small.
+    reuse one encoding across calls, which keeps the motion prior's overhead small. With a `cache`
+    and the backbone's `model_dir`, a `reference_video`'s latents (and, for method "inversion",
+    its inverted noise) are read from / stored in the cache; `info["reference_cache"]` says which.
     `ip_adapter_image` (a PIL image or HWC uint8 array, e.g. the reference clip's middle keyframe)
     conditions a pipeline loaded with an IP-Adapter at `ip_adapter_scale`; None: text only.
     """
     family = backbone_family(pipe)
     validate_request(num_frames, height, width, steps, family)
-    if not 0.0 <= float(motion_strength) <= 1.0:
-        raise GenerationError(f"motion_strength must be in [0, 1], got {motion_strength}")
-    if method not in METHODS:
-        raise GenerationError(f"unknown motion-prior method {method!r}; known: {', '.join(METHODS)}")
+    motion_strength = resolve_strength(method, motion_strength)
     if motion_strength > 0 and reference_video is None and reference_latents is None:
         raise GenerationError("motion_strength > 0 needs a reference_video or reference_latents")
+    if cache is not None and model_dir is None:
+        raise GenerationError("a reference cache needs the backbone's model_dir (part of the cache key)")
     alpha = first_timestep_alpha(pipe, steps) if motion_strength > 0 and method == "noise_prior" else None
     if alpha is not None and alpha < MIN_NOISE_PRIOR_ALPHA:
         raise GenerationError(
             f"method 'noise_prior' carries no reference signal with this scheduler: ᾱ at the first timestep is {alpha:.2g} "
-            "(zero terminal SNR, as in CogVideoX); use method='spectral'"
+            "(zero terminal SNR, as in CogVideoX); use method='spectral' or 'inversion'"
         )
     image_kwargs = ip_adapter_call_kwargs(pipe, ip_adapter_image, ip_adapter_scale)
     info: dict[str, Any] = {"family": family.name, "method": method, "motion_strength": float(motion_strength)}
     info["ip_adapter_scale"] = float(ip_adapter_scale) if ip_adapter_image is not None else None
+    info["reference_cache"] = None
     started = time.perf_counter()
 
     generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -148,17 +167,21 @@ def generate_frames(
 
     info["reference_encode_s"] = 0.0
     if motion_strength > 0:
-        if reference_latents is None:
-            t0 = time.perf_counter()
-            frames = read_reference(reference_video, num_frames, height, width)
-            reference_latents = encode_reference(pipe, frames)
-            info["reference_encode_s"] = time.perf_counter() - t0
+        reference = ReferenceSource(pipe, reference_video, reference_latents, num_frames, height, width, cache, model_dir)
         t0 = time.perf_counter()
-        if method == "spectral":
-            latents = spectral_mix(latents, reference_latents, motion_strength, cutoff, layout=family.latent_layout)
+        if method == "inversion":
+            inverted = reference.inverted(steps, ip_adapter_call_kwargs(pipe, None, 0.0))
+            info["inversion_s"] = reference.inversion_s
+            latents = inversion_mix(latents, inverted, motion_strength)
         else:
-            latents = noise_prior(latents, reference_latents, motion_strength, alpha, generator=generator)
-        info["mix_s"] = time.perf_counter() - t0
+            ref = reference.latents()
+            if method == "spectral":
+                latents = spectral_mix(latents, ref, motion_strength, cutoff, layout=family.latent_layout)
+            else:
+                latents = noise_prior(latents, ref, motion_strength, alpha, generator=generator)
+        info["reference_encode_s"] = reference.encode_s
+        info["reference_cache"] = reference.cache_states or None
+        info["mix_s"] = time.perf_counter() - t0 - reference.encode_s - reference.inversion_s
 
     t0 = time.perf_counter()
     result = pipe(
@@ -181,6 +204,56 @@ def generate_frames(
     if output_type == "latent":
         return video, info
     return to_uint8(video), info
+
+
+class ReferenceSource:
+    """A reference clip's latents and inverted noise, computed at most once and through the cache when one is given."""
+
+    def __init__(
+        self, pipe: DiffusionPipeline, video: str | Path | None, latents: torch.Tensor | None, num_frames: int,
+        height: int, width: int, cache: ReferenceCache | None, model_dir: str | Path | None,
+    ) -> None:  # fmt: skip
+        self.pipe, self.video, self._latents = pipe, video, latents
+        self.size = {"frames": num_frames, "height": height, "width": width}
+        self.cache = cache if video is not None and latents is None else None
+        self.model_dir = model_dir
+        self.cache_states: dict[str, str] = {}  # kind -> "hit" | "miss"
+        self.encode_s = 0.0
+        self.inversion_s = 0.0
+
+    def _cached(self, kind: str, compute: Callable[[], torch.Tensor], **parameters: Any) -> torch.Tensor:
+        """`compute()`, or its cached value for this clip, backbone, kind and parameters."""
+        if self.cache is None:
+            return compute()
+        key = self.cache.key(Path(self.video), Path(self.model_dir), kind, **self.size, **parameters)
+        value, hit = self.cache.load_or_compute(key, compute)
+        self.cache_states[kind] = "hit" if hit else "miss"
+        return value
+
+    def latents(self) -> torch.Tensor:
+        """The reference encoded by the pipeline's VAE, in its latent layout."""
+        if self._latents is None:
+            self._latents = self._cached("latents", self._encode)
+        return self._latents
+
+    def _encode(self) -> torch.Tensor:
+        t0 = time.perf_counter()
+        frames = read_reference(self.video, self.size["frames"], self.size["height"], self.size["width"])
+        encoded = encode_reference(self.pipe, frames)
+        self.encode_s += time.perf_counter() - t0
+        return encoded
+
+    def inverted(self, steps: int, call_kwargs: dict[str, Any]) -> torch.Tensor:
+        """The reference latents DDIM-inverted over a `steps`-step schedule (the sampler's own ODE)."""
+
+        def compute() -> torch.Tensor:
+            latents = self.latents()
+            t0 = time.perf_counter()
+            inverted = invert_latents(self.pipe, latents, steps, **family_call_kwargs(self.pipe), **call_kwargs)
+            self.inversion_s += time.perf_counter() - t0
+            return inverted
+
+        return self._cached("inverted", compute, steps=steps, scheduler=type(self.pipe.scheduler).__name__)
 
 
 def to_uint8(frames: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from kb.store import NotFoundError, Row
 from retrieval.graph import AckbGraph
@@ -67,6 +68,8 @@ class PromptPlan:
     # part ("subject", "scene", "motion", "negative_prompt") -> graph facts used, as
     # "Label:id.property" (or "ILLUSTRATES:clip->sp" and "fixed:ARTEFACT_TERMS")
     sources: dict[str, list[str]] = field(default_factory=dict)
+    # how the prompt was finalised (generation.rewrite): rewriter, status, reason; empty before rewriting
+    rewrite: dict[str, Any] = field(default_factory=dict)
 
 
 def _clean(text: str) -> str:

@@ -1,4 +1,4 @@
-"""Tiny pipelines (AnimateDiff, CogVideoX) and a tiny IP-Adapter with random weights, written to disk.
+"""Tiny pipelines (AnimateDiff, CogVideoX), a tiny IP-Adapter and a tiny causal LM with random weights, written to disk.
 
 Why: tests and CPU demos need backbones that run in seconds without any download. The models are
 built from configs only (no weights are fetched; the tokenizers are constructed offline: CLIP's
@@ -38,6 +38,9 @@ from transformers import (
     CLIPTokenizer,
     CLIPVisionConfig,
     CLIPVisionModelWithProjection,
+    GPT2Config,
+    GPT2LMHeadModel,
+    GPT2Tokenizer,
     T5Config,
     T5EncoderModel,
     T5Tokenizer,
@@ -261,3 +264,26 @@ def write_tiny_ip_adapter(
     path = models / "ip-adapter_tiny.safetensors"
     save_file({name: tensor.contiguous() for name, tensor in weights.items()}, str(path))
     return path
+
+
+def write_tiny_causal_lm(directory: str | Path, seed: int = TINY_SEED) -> Path:
+    """A tiny random GPT-2 with a byte-level BPE tokenizer written offline (the prompt rewriter's plumbing in tests).
+
+    Every byte is a token (plus a few merges), so any text tokenizes; the answers are random text.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    merges = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("i", "n"), ("o", "n")]
+    tokens = list(_bytes_to_unicode().values()) + [a + b for a, b in merges] + [EOS]
+    vocab = {token: index for index, token in enumerate(dict.fromkeys(tokens))}
+    (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (directory / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
+    tokenizer = GPT2Tokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"), unk_token=EOS, bos_token=EOS, eos_token=EOS)
+    tokenizer.save_pretrained(directory)
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=len(vocab), n_positions=2048, n_embd=32, n_layer=1, n_head=2,
+        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    GPT2LMHeadModel(config).save_pretrained(directory)
+    return directory

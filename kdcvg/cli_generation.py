@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
+from enum import Enum
 from pathlib import Path
 from typing import IO, Annotated, Any, Optional
 
@@ -22,6 +23,14 @@ from kdcvg.cli_retrieval import retrieval_errors
 
 generation_app = typer.Typer(help="MKR: knowledge-referenced video generation (evaluation, demo backbone).", no_args_is_help=True)
 generation_app.command("train-demo")(train_demo)
+
+class MotionPrior(str, Enum):
+    """The motion priors offered on the command line (generation.pipeline.METHODS)."""
+
+    spectral = "spectral"
+    inversion = "inversion"
+    noise_prior = "noise_prior"
+
 
 ModelOption = Annotated[
     Optional[Path],
@@ -47,13 +56,23 @@ def generate(
     model: ModelOption = None,
     k: Annotated[int, typer.Option("-k", help="Reference clips retrieved (1-100).")] = 3,
     seed: Annotated[int, typer.Option(min=0)] = 0,
-    motion_strength: Annotated[float, typer.Option(help="0 = plain text-to-video; 1 = strongest motion prior.")] = 0.5,
+    motion_strength: Annotated[
+        Optional[float],
+        typer.Option(min=0.0, max=1.0, help="0 = plain text-to-video; 1 = strongest motion prior (default: 0.5 spectral, 0.7 inversion)."),
+    ] = None,
+    motion_prior: Annotated[
+        MotionPrior, typer.Option(help="spectral: reference low frequencies in the noise; inversion: the reference inverted along the sampler's ODE.")
+    ] = MotionPrior.spectral,
     frames: Annotated[int, typer.Option(help="Frames (1-64).")] = 8,
     size: Annotated[int, typer.Option(help="Width and height in pixels (multiple of 8).")] = 64,
     steps: Annotated[int, typer.Option(help="Denoising steps.")] = 4,
     ip_adapter_scale: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Weight of the reference keyframe when KDCVG_IP_ADAPTER is set (0 = text only).")
     ] = 0.5,
+    motion_lora: Annotated[
+        Optional[str], typer.Option(help="A motion LoRA .safetensors file, or 'auto': the one trained on the best reference clip.")
+    ] = None,
+    motion_lora_scale: Annotated[float, typer.Option(min=0.0, max=2.0, help="Weight of the motion LoRA (0 = none).")] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     out_file: Annotated[
         Optional[Path], typer.Option("--out", help="With --batch: write the JSON-lines results here, not to stdout.")
@@ -63,7 +82,10 @@ def generate(
     if batch is not None:
         if product is not None or selling_point is not None:
             fail("give --batch or --product/--selling-point, not both", 2)
-        defaults = {"k": k, "seed": seed, "motion_strength": motion_strength, "frames": frames, "size": size, "steps": steps}
+        if motion_lora is not None:
+            fail("--motion-lora goes with one video (--product/--selling-point), not --batch", 2)
+        defaults = {"k": k, "seed": seed, "motion_strength": motion_strength, "motion_prior": motion_prior.value,
+                    "frames": frames, "size": size, "steps": steps}  # fmt: skip
         with writer_lock(settings()):  # records provenance: refused while the curation app runs on the store
             _generate_batch(batch, _model_dir(model), defaults, out_file)
         return
@@ -77,7 +99,7 @@ def generate(
     with writer_lock(settings()), retrieval_errors():
         result = run(
             product, selling_point, model_dir=model_dir, k=k, seed=seed, motion_strength=motion_strength,
-            num_frames=frames, height=size, width=size, steps=steps, ip_adapter_scale=ip_adapter_scale, settings=settings(),
+            motion_prior=motion_prior.value, motion_lora=motion_lora, motion_lora_scale=motion_lora_scale, num_frames=frames, height=size, width=size, steps=steps, ip_adapter_scale=ip_adapter_scale, settings=settings(),
         )  # fmt: skip
     if as_json:
         payload = {**asdict(result), "video_path": str(result.video_path), "sidecar_path": str(result.sidecar_path)}
@@ -135,10 +157,15 @@ def evaluate(
     ] = None,
     count: Annotated[int, typer.Option("-n", min=1, help="Without --selling-points: this many, SAR's held-out ones first.")] = 5,
     sample_seed: Annotated[int, typer.Option(help="Seed of the draw of default selling points.")] = 0,
-    seeds: Annotated[str, typer.Option(help="Generation seeds, comma-separated; both variants use the same.")] = "0,1",
+    seeds: Annotated[str, typer.Option(help="Generation seeds, comma-separated; every variant uses the same.")] = "0,1",
+    variants: Annotated[
+        str, typer.Option(help="Compared variants besides plain (always in), comma-separated: spectral, inversion, lora, inversion+lora.")
+    ] = "spectral,inversion",
     model: ModelOption = None,
     k: Annotated[int, typer.Option("-k", help="Reference clips retrieved (1-100).")] = 3,
-    motion_strength: Annotated[float, typer.Option(min=0.0, max=1.0, help="MKR's motion prior strength (> 0).")] = 0.5,
+    motion_strength: Annotated[
+        Optional[float], typer.Option(min=0.0, max=1.0, help="Motion prior strength (> 0; default: each prior's own).")
+    ] = None,
     frames: Annotated[int, typer.Option(help="Frames (1-64).")] = 8,
     size: Annotated[int, typer.Option(help="Width and height in pixels (multiple of 8).")] = 64,
     steps: Annotated[int, typer.Option(help="Denoising steps.")] = 4,
@@ -149,7 +176,7 @@ def evaluate(
         Optional[Path], typer.Option("--out", help="Write the full report (every pair, every metric) as JSON here.")
     ] = None,
 ) -> None:
-    """MKR (knowledge prompt + motion prior) vs the same backbone without knowledge: mean ± std and paired differences."""
+    """MKR's motion priors vs the same backbone without knowledge: mean ± std, paired differences, Min-Max score."""
     from generation.evaluate import default_videos_dir, evaluate_generation, parse_selling_points, pick_selling_points, table_rows
     from generation.generator import Generator
     from retrieval.clip_image import clip_encoder_from_settings
@@ -172,19 +199,25 @@ def evaluate(
             ids = pick_selling_points(graph, generator.sar.meta.get("train_selling_points"), count, sample_seed)
         report = evaluate_generation(
             generator, ids, seeds=seed_list, videos_dir=videos_dir or default_videos_dir(config.cache_dir), clip_encoder=clip_encoder,
-            k=k, motion_strength=motion_strength, num_frames=frames, size=size, steps=steps, progress=sys.stderr.isatty(),
+            k=k, motion_strength=motion_strength, variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
+            num_frames=frames, size=size, steps=steps, progress=sys.stderr.isatty(),
         )  # fmt: skip
     if out_file is not None:
         out_file.parent.mkdir(parents=True, exist_ok=True)
         out_file.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     pairs = len(report["pairs"])
-    table = Table(title=f"{len(ids)} selling point(s) × {len(seed_list)} seed(s) = {pairs} pair(s), mean ± std; "
-                  "plain = same backbone without knowledge; MKR − plain paired by selling point and seed")  # fmt: skip
-    for header in ("metric", "MKR", "plain", "MKR − plain", "pairs"):
-        table.add_column(header, no_wrap=True)
-    for row in table_rows(report):
-        table.add_row(*row)
-    out.print(table)
+    values, differences = table_rows(report)
+    titles = (
+        f"{len(ids)} selling point(s) × {len(seed_list)} seed(s) = {pairs} pair(s), mean ± std; plain = same backbone without knowledge",
+        "difference from plain (variant − plain), paired by selling point and seed",
+    )
+    for title, (header, rows) in zip(titles, (values, differences)):
+        table = Table(title=title)
+        for index, name in enumerate(header):
+            table.add_column(name, no_wrap=index == 0)
+        for row in rows:
+            table.add_row(*row)
+        out.print(table)
     for reason in report["unavailable"].values():
         out.print(reason, highlight=False)
     for skipped in report["skipped"]:
@@ -193,3 +226,50 @@ def evaluate(
         f"videos (no provenance recorded): {report['videos_dir']}" + (f"; report: {out_file}" if out_file else ""),
         highlight=False,
     )
+
+
+@generation_app.command("train-motion-lora")
+def train_motion_lora_command(
+    clip: Annotated[str, typer.Option("--clip", help="CreativeClip id whose video's motion the LoRA learns.")],
+    model: ModelOption = None,
+    steps: Annotated[int, typer.Option(min=1, help="Training steps (the paper: 400).")] = 400,
+    rank: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 4,
+    learning_rate: Annotated[float, typer.Option("--lr", min=0.0, help="AdamW learning rate.")] = 1e-4,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    frames: Annotated[int, typer.Option(help="Frames the clip is resampled to (1-64).")] = 8,
+    size: Annotated[int, typer.Option(help="Width and height in pixels (multiple of 8).")] = 64,
+) -> None:
+    """Train a motion LoRA on one clip's temporal attention (motion distillation loss); reused by --motion-lora auto."""
+    from tqdm import tqdm
+
+    from generation.backbones import backbone_family, load_backbone
+    from generation.motion_lora import MotionLoraConfig, lora_root, train_for_clip
+    from generation.pipeline import validate_request
+    from kb.store import open_store
+
+    config = settings()
+    model_dir = _model_dir(model)
+    with retrieval_errors():
+        with open_store(config, read_only=True) as store:
+            rows = store.query("MATCH (c:CreativeClip {id: $id}) RETURN c.video_path", {"id": clip}).rows
+        if not rows:
+            raise KeyError(f"no CreativeClip with id {clip!r}")
+        relative = rows[0][0]
+        video = (config.media_dir / relative).resolve() if relative else None
+        if video is None or not video.is_relative_to(config.media_dir.resolve()) or not video.is_file():
+            raise ValueError(f"clip {clip!r} has no video file under {config.media_dir}")
+        pipe = load_backbone(model_dir)
+        validate_request(frames, size, size, 1, backbone_family(pipe))
+        options = MotionLoraConfig(steps=steps, rank=rank, learning_rate=learning_rate, seed=seed)
+        with tqdm(total=steps, desc="motion LoRA", unit="step", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
+
+            def on_step(step: int, loss: float) -> None:
+                bar.set_postfix(loss=f"{loss:.4f}")
+                bar.update()
+
+            lora = train_for_clip(pipe, video, model_dir, lora_root(config.models_dir), options,
+                                  num_frames=frames, height=size, width=size, on_step=on_step)  # fmt: skip
+    out.print(f"motion LoRA: {lora.weights}", highlight=False, soft_wrap=True)
+    card = lora.card
+    out.print(f"motion distillation loss on fixed draws: {card['fixed_draws_loss_before']:.4f} before, "
+              f"{card['fixed_draws_loss_after']:.4f} after {card['config']['steps']} steps", highlight=False)  # fmt: skip

@@ -3,7 +3,8 @@
 The config file is `$KDCVG_CONFIG`, else `<user config dir>/kdcvg/config.toml` if it exists.
 Environment variables: `KDCVG_DATA`, `KDCVG_BACKEND`, `KDCVG_QUERY_TIMEOUT_S`, `KDCVG_QUERY_MEMORY_MB`, `KDCVG_TEXT_ENCODER`,
 `KDCVG_CLIP_MODEL` with `KDCVG_CLIP_CHECKPOINT` (both or neither), `KDCVG_GENERATION_MODEL`,
-`KDCVG_IP_ADAPTER`, `KDCVG_UI_USERS`, and Neo4j's usual `NEO4J_URI`,
+`KDCVG_IP_ADAPTER`, `KDCVG_PROMPT_REWRITER`, `KDCVG_PROMPT_LLM`, `KDCVG_PROMPT_LLM_URL`,
+`KDCVG_PROMPT_LLM_MODEL`, `KDCVG_PROMPT_LLM_API_KEY`, `KDCVG_UI_USERS`, and Neo4j's usual `NEO4J_URI`,
 `NEO4J_USER`, `NEO4J_PASSWORD`, `NEO4J_DATABASE`.
 """
 
@@ -28,6 +29,11 @@ ENV_VARS: dict[str, str] = {
     "clip_checkpoint": "KDCVG_CLIP_CHECKPOINT",
     "generation_model": "KDCVG_GENERATION_MODEL",
     "ip_adapter": "KDCVG_IP_ADAPTER",
+    "prompt_rewriter": "KDCVG_PROMPT_REWRITER",
+    "prompt_llm_path": "KDCVG_PROMPT_LLM",
+    "prompt_llm_url": "KDCVG_PROMPT_LLM_URL",
+    "prompt_llm_model": "KDCVG_PROMPT_LLM_MODEL",
+    "prompt_llm_api_key": "KDCVG_PROMPT_LLM_API_KEY",
     "ui_users_file": "KDCVG_UI_USERS",
     "neo4j_uri": "NEO4J_URI",
     "neo4j_user": "NEO4J_USER",
@@ -71,6 +77,15 @@ class Settings(BaseModel):
     ip_adapter: Path | None = Field(
         default=None, description="Local IP-Adapter directory (image encoder + adapter weights) for AnimateDiff; unset: text only."
     )
+    prompt_rewriter: Literal["graph", "local", "http"] = Field(
+        default="graph", description="MKR's prompt: graph (deterministic), local (prompt_llm_path) or http (prompt_llm_url)."
+    )
+    prompt_llm_path: Path | None = Field(default=None, description="Local transformers causal-LM folder for prompt_rewriter 'local'.")
+    prompt_llm_url: str | None = Field(
+        default=None, description="OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1) for prompt_rewriter 'http'."
+    )
+    prompt_llm_model: str | None = Field(default=None, description="Model name sent to prompt_llm_url.")
+    prompt_llm_api_key: str | None = Field(default=None, description="Bearer token for prompt_llm_url, if it needs one.")
     ui_users_file: Path | None = Field(
         default=None, description="The curation app's users file (hashed passwords, roles); default: <data>/ui/users.yaml."
     )

@@ -13,7 +13,8 @@ from diffusers import DiffusionPipeline
 
 from generation.backbones import FAMILIES, BackboneError, load_backbone
 from generation.motion_prior import MotionPriorError, encode_reference, low_pass_mask, read_reference, spectral_mix
-from generation.pipeline import GenerationError, generate_frames, initial_noise, to_uint8
+from generation.inversion import inverse_scheduler, invert_latents
+from generation.pipeline import GenerationError, family_call_kwargs, generate_frames, initial_noise, to_uint8
 from generation.tiny import write_tiny_cogvideox
 from kb.demo.clips import render_clip
 
@@ -102,6 +103,20 @@ def test_noise_prior_is_refused_under_zero_terminal_snr(pipe, reference_clip: Pa
     # reference would be pure noise, so the MotionDirector variant would only swap one noise for another.
     with pytest.raises(GenerationError, match="no reference signal"):
         generate_frames(pipe, PROMPT, num_frames=FRAMES, reference_video=reference_clip, motion_strength=0.5, method="noise_prior")
+
+
+def test_inversion_prior_under_v_prediction_and_zero_terminal_snr(pipe, reference_clip: Path) -> None:
+    """DDIM inversion with CogVideoX's own (SNR-shifted) ᾱ: it ends at ᾱ = 0, where x_T is the predicted noise."""
+    reference = encode_reference(pipe, read_reference(reference_clip, FRAMES, 64, 64))
+    inverted = invert_latents(pipe, reference, 2, **family_call_kwargs(pipe))
+    assert inverted.shape == reference.shape == (1, 3, 4, 8, 8) and torch.isfinite(inverted).all()
+    assert inverse_scheduler(pipe).alphas_cumprod[-1] == pipe.scheduler.alphas_cumprod[-1] == 0
+    plain, _ = generate_frames(pipe, PROMPT, NEGATIVE, num_frames=FRAMES, steps=2, seed=5)
+    mkr = {"num_frames": FRAMES, "steps": 2, "seed": 5, "reference_video": reference_clip, "method": "inversion"}
+    zero, _ = generate_frames(pipe, PROMPT, NEGATIVE, motion_strength=0.0, **mkr)
+    (first, info), (second, _) = (generate_frames(pipe, PROMPT, NEGATIVE, motion_strength=0.7, **mkr) for _ in range(2))
+    assert np.array_equal(zero, plain) and np.array_equal(first, second) and not np.array_equal(first, plain)
+    assert info["inversion_s"] > 0 and info["motion_strength"] == 0.7
 
 
 def test_higher_strength_moves_initial_latents_toward_reference(pipe, reference_clip: Path) -> None:

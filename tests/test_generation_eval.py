@@ -1,4 +1,4 @@
-"""`kdcvg generation eval`: MKR vs the same backbone without knowledge, measured, summarised, and kept out of the graph."""
+"""`kdcvg generation eval`: MKR's priors vs the same backbone without knowledge, measured, summarised, kept out of the graph."""
 
 from __future__ import annotations
 
@@ -9,9 +9,17 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from generation.evaluate import PLAIN_NEGATIVE, EvaluationError, evaluate_generation, parse_selling_points, pick_selling_points
+from generation.evaluate import (
+    PLAIN_NEGATIVE,
+    EvaluationError,
+    check_variants,
+    evaluate_generation,
+    min_max_scores,
+    parse_selling_points,
+    pick_selling_points,
+)
 from generation.generator import Generator
-from generation.metrics import CLIP_UNAVAILABLE, temporal_consistency, text_video_alignment
+from generation.metrics import CLIP_UNAVAILABLE, motion_magnitude, motion_smoothness, temporal_consistency, text_video_alignment
 from kb.store import open_store
 from kdcvg.config import Settings
 from retrieval.checkpoint import load_checkpoint
@@ -30,51 +38,79 @@ def graph(mkr_world: tuple[Settings, Path]) -> AckbGraph:
         return graph_from_store(store, settings.media_dir)
 
 
-def test_eval_pairs_mkr_with_plain_on_the_same_seeds_and_measures_both(
+def test_eval_compares_every_variant_with_plain_on_the_same_seeds_and_measures_them(
     mkr_world: tuple[Settings, Path], graph: AckbGraph, tiny_clip: tuple[str, Path], tmp_path: Path
 ) -> None:
     settings, model = mkr_world
     before = generated_state(settings)
     encoder, generator = OpenClipEncoder(*tiny_clip), Generator(model, settings)
     report = evaluate_generation(generator, [LEAK, ANC], seeds=[0, 1], videos_dir=tmp_path / "videos",
-                                 clip_encoder=encoder, motion_strength=1.0, **SMALL)  # fmt: skip
+                                 clip_encoder=encoder, **SMALL)  # fmt: skip
     assert generated_state(settings) == before  # no provenance, nothing in media/generated
     pairs = report["pairs"]
-    assert [(p["selling_point"], p["seed"]) for p in pairs] == [(LEAK, 0), (LEAK, 1), (ANC, 0), (ANC, 1)] and not report[
-        "skipped"
-    ]
+    assert [(p["selling_point"], p["seed"]) for p in pairs] == [(LEAK, 0), (LEAK, 1), (ANC, 0), (ANC, 1)] and not report["skipped"]
+    assert report["options"]["variants"] == ["plain", "spectral", "inversion"]
     leak = pairs[0]
     product = graph.nodes["Product"][graph.index("Product")[leak["product"]]]
     assert leak["text"] == f"{product['name']}, Leak-proof lid" == leak["plain"]["prompt"]  # product + selling point only
-    assert leak["plain"]["negative_prompt"] == PLAIN_NEGATIVE and "Camera motion" in leak["mkr"]["prompt"]
+    assert leak["plain"]["negative_prompt"] == PLAIN_NEGATIVE and "Camera motion" in leak["spectral"]["prompt"]
     assert leak["reference_video"].startswith("clips/")
+    assert leak["spectral"]["motion_prior"]["strength"] == 0.5 and leak["inversion"]["motion_prior"]["strength"] == 0.7
     for pair in pairs:
-        mkr, plain = (iio.imread(pair[v]["video_path"], index=None) for v in ("mkr", "plain"))
-        assert Path(pair["mkr"]["video_path"]).is_relative_to(tmp_path / "videos") and mkr.shape == plain.shape == (4, 32, 32, 3)
-        assert not np.array_equal(mkr, plain)  # knowledge changed the video
+        videos = {v: iio.imread(pair[v]["video_path"], index=None) for v in ("plain", "spectral", "inversion")}
+        assert Path(pair["inversion"]["video_path"]).is_relative_to(tmp_path / "videos")
+        assert all(video.shape == (4, 32, 32, 3) for video in videos.values())
+        assert not np.array_equal(videos["spectral"], videos["plain"]) and not np.array_equal(videos["inversion"], videos["spectral"])
         # The recorded numbers are the metrics of the written videos, for the same text.
         assert pair["plain"]["metrics"]["text_video_alignment"] == pytest.approx(
-            text_video_alignment(plain, pair["text"], encoder), abs=1e-6
+            text_video_alignment(videos["plain"], pair["text"], encoder), abs=1e-6
         )
-        assert pair["mkr"]["metrics"]["temporal_consistency"] == pytest.approx(temporal_consistency(mkr))
-        assert all(
-            pair[v]["metrics"]["motion_fidelity"] is not None and pair[v]["metrics"]["runtime_s"] > 0 for v in ("mkr", "plain")
-        )
+        assert pair["spectral"]["metrics"]["temporal_consistency"] == pytest.approx(temporal_consistency(videos["spectral"]))
+        assert pair["inversion"]["metrics"]["motion_smoothness"] == pytest.approx(motion_smoothness(videos["inversion"]))
+        assert pair["inversion"]["metrics"]["dynamic_degree"] in (0.0, 1.0) and pair["reference_motion_magnitude"] > 0
+        assert pair["plain"]["metrics"]["motion_magnitude"] == pytest.approx(motion_magnitude(videos["plain"]))
+        assert all(pair[v]["metrics"]["motion_fidelity"] is not None and pair[v]["metrics"]["runtime_s"] > 0 for v in videos)
     for metric, stats in report["summary"].items():
-        mkr = [p["mkr"]["metrics"][metric] for p in pairs]
-        plain = [p["plain"]["metrics"][metric] for p in pairs]
-        assert stats["mkr"]["mean"] == pytest.approx(np.mean(mkr)) and stats["plain"]["std"] == pytest.approx(
-            np.std(plain, ddof=1)
-        )
-        assert stats["difference"]["mean"] == pytest.approx(np.mean(np.subtract(mkr, plain))) and stats["difference"]["n"] == 4
+        values = {v: [p[v]["metrics"][metric] for p in pairs] for v in ("plain", "spectral", "inversion")}
+        assert stats["spectral"]["mean"] == pytest.approx(np.mean(values["spectral"]))
+        assert stats["plain"]["std"] == pytest.approx(np.std(values["plain"], ddof=1))
+        difference = stats["difference"]["inversion"]
+        assert difference["mean"] == pytest.approx(np.mean(np.subtract(values["inversion"], values["plain"]))) and difference["n"] == 4
+    assert set(report["min_max"]["scores"]) == {"plain", "spectral", "inversion"}
+    assert report["min_max"]["metrics"] and max(report["min_max"]["scores"].values()) <= 100.0
+    ratio = report["speed"]["ratio"]["plain"]
+    assert ratio == pytest.approx(report["summary"]["motion_magnitude"]["plain"]["mean"] / report["speed"]["reference_magnitude"]["mean"])
     assert report["unavailable"] == {}
     # Same seed, same backbone: the plain baseline is reproducible.
-    again = evaluate_generation(generator, [LEAK], seeds=[0], videos_dir=tmp_path / "again", motion_strength=1.0, **SMALL)
+    again = evaluate_generation(generator, [LEAK], seeds=[0], videos_dir=tmp_path / "again", variants=("spectral",), **SMALL)
     first, second = (iio.imread(r["plain"]["video_path"], index=None) for r in (pairs[0], again["pairs"][0]))
-    assert np.array_equal(first, second)
+    assert np.array_equal(first, second) and "inversion" not in again["pairs"][0]
     assert (
         again["pairs"][0]["plain"]["metrics"]["text_video_alignment"] is None and "text_video_alignment" in again["unavailable"]
     )
+
+
+def test_min_max_score_is_the_papers_aggregate() -> None:
+    def stats(mean: float | None) -> dict:
+        return {"mean": mean, "std": 0.0, "n": 1}
+
+    variants = ("plain", "spectral", "inversion")
+    summary = {
+        "text_video_alignment": {"plain": stats(0.20), "spectral": stats(0.25), "inversion": stats(0.30)},
+        "motion_fidelity": {"plain": stats(0.0), "spectral": stats(0.4), "inversion": stats(0.2)},
+        "temporal_consistency": {"plain": stats(0.9), "spectral": stats(0.9), "inversion": stats(0.9)},  # a tie: left out
+        "dynamic_degree": {"plain": stats(None), "spectral": stats(1.0), "inversion": stats(1.0)},  # unmeasured: left out
+        "motion_smoothness": {"plain": stats(0.99), "spectral": stats(0.97), "inversion": stats(0.98)},
+    }
+    result = min_max_scores(summary, variants)
+    assert result["metrics"] == ["text_video_alignment", "motion_fidelity", "motion_smoothness"]
+    assert result["scores"] == pytest.approx({"plain": 100 * (0 + 0 + 1) / 3, "spectral": 100 * (0.5 + 1 + 0) / 3, "inversion": 100 * (1 + 0.5 + 0.5) / 3})
+    with pytest.raises(EvaluationError, match="unknown variant.*'full'"):
+        check_variants(("inversion", "full"))
+    with pytest.raises(EvaluationError, match="at least one MKR variant"):
+        check_variants(("plain",))
+    assert check_variants(("inversion", "spectral")) == variants
+    assert check_variants(("inversion+lora", "lora")) == ("plain", "lora", "inversion+lora")
 
 
 def test_cli_eval_defaults_to_held_out_selling_points_and_says_what_is_unavailable(
@@ -84,17 +120,18 @@ def test_cli_eval_defaults_to_held_out_selling_points_and_says_what_is_unavailab
     before = generated_state(settings)
     out = tmp_path / "report.json"
     result = kdcvg_in(settings, "generation", "eval", "--model", str(model), "-n", "2", "--seeds", "3", "--frames", "4", "--size", "32",
-                   "--steps", "1", "--videos-dir", str(tmp_path / "videos"), "--out", str(out))  # fmt: skip
+                   "--steps", "1", "--variants", "inversion", "--videos-dir", str(tmp_path / "videos"), "--out", str(out))  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     _, _, meta = load_checkpoint(settings.models_dir / "sar")
     held_out = set(graph.ids("SellingPoint")) - set(meta["train_selling_points"])
     assert len(report["selling_points"]) == 2 and len(set(report["selling_points"]) & held_out) == min(2, len(held_out)) > 0
     assert [p["seed"] for p in report["pairs"]] == [3, 3]
-    assert all(p[v]["metrics"]["text_video_alignment"] is None for p in report["pairs"] for v in ("mkr", "plain"))
+    assert all(p[v]["metrics"]["text_video_alignment"] is None for p in report["pairs"] for v in ("plain", "inversion"))
     assert report["unavailable"]["text_video_alignment"] == CLIP_UNAVAILABLE
     flat = " ".join(result.stdout.split())
-    assert "KDCVG_CLIP_MODEL" in flat and "temporal_consistency" in flat and "n/a" in flat and "MKR − plain" in flat
+    assert "KDCVG_CLIP_MODEL" in flat and "temporal_consistency" in flat and "n/a" in flat and "variant − plain" in flat
+    assert "Min-Max score" in flat and "speed / reference" in flat
     assert generated_state(settings) == before
 
 

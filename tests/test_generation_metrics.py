@@ -12,8 +12,13 @@ import torch
 from PIL import Image
 
 from generation.metrics import (
+    STILL_FLOW,
     MetricError,
+    dynamic_degree,
+    interpolate_midpoint,
     motion_fidelity,
+    motion_magnitude,
+    motion_smoothness,
     resample,
     runtime_s,
     temporal_consistency,
@@ -114,3 +119,34 @@ def test_unmeasurable_input_is_a_clear_error(call, message: str) -> None:
 
 def test_runtime_is_the_total() -> None:
     assert runtime_s({"total_s": 2.5, "pipeline_s": 2.0}) == 2.5
+
+
+def test_motion_magnitude_measures_speed_at_the_analysis_size(texture: np.ndarray) -> None:
+    still = np.repeat(moving(texture, "right")[:1], 8, axis=0)
+    slow, fast = moving(texture, "right", speed=1.0), moving(texture, "right", speed=3.0)
+    assert motion_magnitude(still) < STILL_FLOW
+    # 64-px frames are analysed at 256 px: 1 px/frame reads as 4, 3 px/frame as 12.
+    assert motion_magnitude(slow) == pytest.approx(4.0, rel=0.25)
+    assert motion_magnitude(fast) == pytest.approx(12.0, rel=0.25)
+
+
+def test_dynamic_degree_follows_vbench_threshold(texture: np.ndarray) -> None:
+    assert dynamic_degree(np.repeat(moving(texture, "right")[:1], 8, axis=0)) == 0.0
+    assert dynamic_degree(moving(texture, "right", speed=0.5)) == 0.0  # 2 px/frame at 256 px: below 6
+    assert dynamic_degree(moving(texture, "right", speed=3.0)) == 1.0  # 12 px/frame at 256 px
+    # One fast jump in 16 frames is not enough (VBench wants round(4·16/16) = 4 moving pairs).
+    jump = np.repeat(moving(texture, "right", speed=4.0)[:2], 8, axis=0)
+    assert dynamic_degree(jump) == 0.0
+
+
+def test_motion_smoothness_prefers_steady_motion_to_jitter(texture: np.ndarray) -> None:
+    steady = moving(texture, "right", speed=2.0)
+    jitter = steady[[0, 3, 1, 5, 2, 7, 4, 6]]
+    still = np.repeat(steady[:1], 8, axis=0)
+    assert motion_smoothness(still) == pytest.approx(1.0, abs=1e-4)
+    assert motion_smoothness(steady) > 0.95
+    assert motion_smoothness(jitter) < motion_smoothness(steady) - 0.02
+    middle = interpolate_midpoint(steady[2], steady[4])
+    assert np.abs(middle.astype(int) - steady[3].astype(int)).mean() < np.abs(steady[2].astype(int) - steady[3].astype(int)).mean() / 2
+    with pytest.raises(MetricError, match="at least 3"):
+        motion_smoothness(steady[:2])
