@@ -29,6 +29,7 @@ fewer were held out.
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError
 import random
 import sys
 import time
@@ -61,7 +62,7 @@ VARIANTS = ("mkr", "plain")
 PLAIN_NEGATIVE = ", ".join(ARTEFACT_TERMS)
 
 
-class EvaluationError(ValueError):
+class EvaluationError(BadInputError):
     """The evaluation cannot run: unknown selling points, none to evaluate, or every pair failed."""
 
 

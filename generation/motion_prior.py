@@ -21,6 +21,7 @@ latents in the pipeline's layout; compute once per clip and backbone and reuse) 
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError
 from pathlib import Path
 
 import cv2
@@ -32,7 +33,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from generation.backbones import backbone_family
 
 
-class MotionPriorError(ValueError):
+class MotionPriorError(BadInputError):
     """The reference cannot be used: unreadable video, bad shapes, or strength out of range."""
 
 

@@ -9,6 +9,7 @@ pipeline's output for the same seed.
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError
 import subprocess
 import time
 from pathlib import Path
@@ -31,7 +32,7 @@ METHODS = ("spectral", "noise_prior")
 MIN_NOISE_PRIOR_ALPHA = 1e-6
 
 
-class GenerationError(ValueError):
+class GenerationError(BadInputError):
     """The request cannot be generated: frame count, size, or arguments out of range."""
 
 
