@@ -14,6 +14,7 @@ VAE, (B, C, F, h, w) latents) and CogVideoX (a video DiT with a causal 3-D VAE t
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 from diffusers import DiffusionPipeline
 
 
-class BackboneError(ValueError):
+class BackboneError(BadInputError):
     """The backbone folder cannot be loaded: missing, incomplete, or of an unknown family."""
 
 

@@ -16,6 +16,7 @@ video is generated.
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError
 import json
 import sys
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from retrieval.api import MAX_K
 from retrieval.graph import AckbGraph
 
 
-class BatchError(ValueError):
+class BatchError(BadInputError):
     """The request file (or the defaults) is invalid; `problems` holds every `FILE:LINE:FIELD: reason`."""
 
     def __init__(self, problems: list[str]) -> None:

@@ -21,6 +21,7 @@ minutes, so every piece here is sized for that and seeded for determinism:
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError
 import hashlib
 import json
 import math
@@ -54,7 +55,7 @@ EVAL_TIMESTEPS = (100, 300, 500, 700, 900)  # where the held-out loss is measure
 Progress = Callable[[str], None]
 
 
-class DemoTrainingError(ValueError):
+class DemoTrainingError(BadInputError):
     """The ACKB cannot be trained on: no clips with videos, or too few to hold one out."""
 
 

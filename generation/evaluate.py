@@ -36,6 +36,7 @@ fewer were held out.
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError
 import random
 import sys
 import time
@@ -84,7 +85,7 @@ DEFAULT_VARIANTS = ("plain", "spectral", "inversion")  # the LoRA variants need 
 PLAIN_NEGATIVE = ", ".join(ARTEFACT_TERMS)
 
 
-class EvaluationError(ValueError):
+class EvaluationError(BadInputError):
     """The evaluation cannot run: unknown selling points, none to evaluate, or every pair failed."""
 
 

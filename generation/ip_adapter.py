@@ -1,6 +1,6 @@
 """Image conditioning from a reference keyframe: a local IP-Adapter loaded into an AnimateDiff backbone.
 
-Why: issue 4's second prior. The retrieved reference clip's motion goes into the initial noise
+Why: a second prior beside the motion prior. The retrieved reference clip's motion goes into the initial noise
 (`generation.motion_prior`); its *look* can go in through IP-Adapter (Ye et al. 2023, "IP-Adapter:
 Text Compatible Image Prompt Adapter"): a CLIP image embedding of the reference's middle keyframe,
 projected to 4 extra cross-attention tokens that every spatial cross-attention layer attends to
@@ -15,6 +15,7 @@ offline (`local_files_only=True`).
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin")
 IMAGE_ENCODER = "image_encoder"
 
 
-class IPAdapterError(ValueError):
+class IPAdapterError(BadInputError):
     """The IP-Adapter cannot be used: files missing, unreadable, or no adapter loaded for an image."""
 
 

@@ -34,6 +34,7 @@ the numbers it compares. Each is measured, never invented: a metric that cannot 
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError
 from collections.abc import Mapping
 from itertools import pairwise
 
@@ -54,7 +55,7 @@ CLIP_UNAVAILABLE = (
 )
 
 
-class MetricError(ValueError):
+class MetricError(BadInputError):
     """The frames cannot be measured: wrong type or shape, or too few frames."""
 
 

@@ -23,6 +23,7 @@ latents in the pipeline's layout; cached per clip and backbone by `generation.re
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError
 from pathlib import Path
 
 import cv2
@@ -34,7 +35,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from generation.backbones import backbone_family
 
 
-class MotionPriorError(ValueError):
+class MotionPriorError(BadInputError):
     """The reference cannot be used: unreadable video, bad shapes, or strength out of range."""
 
 

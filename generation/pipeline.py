@@ -9,6 +9,7 @@ pipeline's output for the same seed.
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError
 import subprocess
 import time
 from collections.abc import Callable
@@ -36,7 +37,7 @@ DEFAULT_STRENGTH: dict[str, float] = {"spectral": 0.5, "inversion": 0.7, "noise_
 MIN_NOISE_PRIOR_ALPHA = 1e-6
 
 
-class GenerationError(ValueError):
+class GenerationError(BadInputError):
     """The request cannot be generated: frame count, size, or arguments out of range."""
 
 

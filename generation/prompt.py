@@ -1,6 +1,6 @@
 """MKR's semantic prior without an LLM: a deterministic, rule-based prompt from graph knowledge only.
 
-The paper's recipe (see shared/PAPER.md): split the best reference clip's script into {subject,
+The paper's recipe (see docs/decisions.md#paper-what-we-follow-of-the-kd-cvg-method): split the best reference clip's script into {subject,
 scene, motion}, keep the motion, swap in the new product's subject, write the final prompt. Here:
 
 - subject: the product's `name` and the selling point's `text` ("<name>, <text>").

@@ -1,5 +1,5 @@
 """Recording what made a generated video: a `GeneratedVideo` node with its REFERENCED clips and the
-selling point it was made for (GENERATED_FOR; D5's `FOR`, renamed because FOR is reserved in Ladybug).
+selling point it was made for (GENERATED_FOR; not `FOR`, which is reserved in Ladybug).
 
 Everything is validated with `kb.records` first; then ONE write transaction checks that the id is
 free and every end exists, and creates the node and its links, or raises and writes nothing.

@@ -12,6 +12,7 @@ and `kb stats` does not count it (see docs/ackb-format.md).
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError
 import json
 import secrets
 from dataclasses import dataclass
@@ -71,7 +72,7 @@ def record_audit(
     """Write one AuditEvent inside the caller's transaction `tx`, so it commits or rolls back with the change."""
     for name, value in (("actor", actor), ("action", action), ("entity_label", entity_label), ("entity_id", entity_id)):
         if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"audit {name} must be a non-empty string, got {value!r}")
+            raise BadInputError(f"audit {name} must be a non-empty string, got {value!r}")
     at = utc_now()
     event = AuditEvent(f"{at}-{secrets.token_hex(6)}", at, actor, action, entity_label, entity_id, before, after)
     values = {
@@ -107,10 +108,10 @@ def list_audit(
     `cursor` is a previous page's `next_cursor`.
     """
     if not 1 <= limit <= MAX_AUDIT_PAGE:
-        raise ValueError(f"limit must be between 1 and {MAX_AUDIT_PAGE}, got {limit}")
+        raise BadInputError(f"limit must be between 1 and {MAX_AUDIT_PAGE}, got {limit}")
     for name, value in (("since", since), ("until", until)):
         if value is not None and not is_timestamp(value):
-            raise ValueError(f"{name} must be a timestamp like 2026-01-31T12:00:00.000000Z, got {value!r}")
+            raise BadInputError(f"{name} must be a timestamp like 2026-01-31T12:00:00.000000Z, got {value!r}")
     conditions, params = [], {}
     for name, value in (("actor", actor), ("entity_label", entity_label), ("entity_id", entity_id), ("action", action)):
         if value is not None:

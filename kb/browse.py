@@ -9,6 +9,7 @@ last page); pass it back unchanged.
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -31,7 +32,7 @@ class BrowsePage:
 
 def _check_limit(limit: int, most: int = MAX_BROWSE_PAGE) -> None:
     if not isinstance(limit, int) or not 1 <= limit <= most:
-        raise ValueError(f"limit must be between 1 and {most}, got {limit!r}")
+        raise BadInputError(f"limit must be between 1 and {most}, got {limit!r}")
 
 
 def _require(tx: Transaction, label: str, id: str) -> None:
@@ -171,7 +172,7 @@ def clips(
     """
     _check_limit(limit)
     if status is not None and status not in ILLUSTRATION_STATUSES:
-        raise ValueError(f"status must be one of {', '.join(ILLUSTRATION_STATUSES)}, got {status!r}")
+        raise BadInputError(f"status must be one of {', '.join(ILLUSTRATION_STATUSES)}, got {status!r}")
     patterns, conditions, params = ["(n:CreativeClip)"], [], {}
     if category_id is not None:
         patterns.append("(n)-[:FEATURES]->(:Product)-[:IN_CATEGORY]->(:Category {id: $category})")
@@ -219,7 +220,7 @@ def links_for_selling_point(store: GraphStore, selling_point_id: str, *, status:
     """The review queue of a selling point: its linked clips, best score first, with status, annotator and video_path."""
     _check_limit(limit, MAX_QUEUE)
     if status is not None and status not in ILLUSTRATION_STATUSES:
-        raise ValueError(f"status must be one of {', '.join(ILLUSTRATION_STATUSES)}, got {status!r}")
+        raise BadInputError(f"status must be one of {', '.join(ILLUSTRATION_STATUSES)}, got {status!r}")
     condition = " WHERE r.status = $status" if status is not None else ""
     params = {"status": status} if status is not None else {}
 

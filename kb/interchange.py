@@ -8,6 +8,7 @@ so the same knowledge base always gives the same bytes.
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError, TargetExistsError
 import hashlib
 import json
 import os
@@ -43,7 +44,7 @@ MAX_ROWS_PER_FILE = 2_000_000
 MAX_ROWS_TOTAL = 10_000_000
 
 
-class ImportValidationError(ValueError):
+class ImportValidationError(BadInputError):
     """The import directory has problems; nothing was written. `problems` lists the first ones, `total` counts all."""
 
     SHOWN = 50
@@ -612,7 +613,7 @@ def export_ackb(store: GraphStore, directory: Path, media_dir: Path, *, overwrit
     """Write the whole ACKB to `directory` (which must be absent or empty unless `overwrite`)."""
     directory = Path(directory)
     if directory.exists() and any(directory.iterdir()) and not overwrite:
-        raise FileExistsError(f"{directory} is not empty; choose an empty directory or pass overwrite")
+        raise TargetExistsError(f"{directory} is not empty; choose an empty directory or pass overwrite")
     partial = directory.with_name(f".{directory.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     manifest: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "nodes": {}, "relationships": {}}

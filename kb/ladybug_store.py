@@ -2,7 +2,7 @@
 
 Ladybug aborts a transaction by itself when a statement fails and would then run later statements
 in auto-commit mode; `_LadybugTransaction` refuses any statement after a failure so a transaction
-function can never half-commit. Bulk creation uses `COPY ... FROM` an Arrow table (DECISIONS D6).
+function can never half-commit. Bulk creation uses `COPY ... FROM` an Arrow table (docs/decisions.md#bulk-load-copy-on-ladybug-unwind-batches-on-neo4j).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ at 1,000 fps), or a playlist that makes FFmpeg read other files. What, in this o
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError
 import os
 import re
 import subprocess
@@ -45,7 +46,7 @@ _SIZE = re.compile(r", (\d{1,6})x(\d{1,6})\b")
 _RATE = re.compile(r", (\d+(?:\.\d+)?)(k?) (fps|tbr)\b")
 
 
-class MediaError(ValueError):
+class MediaError(BadInputError):
     """The file is not an acceptable video; the message says why (`check_video`/`probe_video` start it with the path)."""
 
 

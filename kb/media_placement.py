@@ -25,6 +25,7 @@ wait to be killed, at the stage named: `staged` (journal written, graph not comm
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError
 import hashlib
 import json
 import os
@@ -49,7 +50,7 @@ _JOURNAL = re.compile(r"^\.import-([0-9a-f]{16})\.journal$")
 _PARTIAL = re.compile(r"^\..+\.partial-(\d+)(?:-([0-9a-f]{16}))?$")
 
 
-class MediaChangedError(ValueError):
+class MediaChangedError(BadInputError):
     """An import's file changed between validation and copying; nothing was written."""
 
 

@@ -8,6 +8,7 @@ No maintained library serves both Neo4j and Ladybug, so this small runner does.
 
 from __future__ import annotations
 
+from kdcvg.errors import KdcvgError
 import hashlib
 import os
 import re
@@ -45,7 +46,7 @@ _BOOTSTRAP: dict[str, list[str]] = {
 }
 
 
-class MigrationError(RuntimeError):
+class MigrationError(KdcvgError):
     """Migrations cannot run: a bad file name, a duplicate version, or an edited applied migration."""
 
 

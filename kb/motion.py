@@ -31,6 +31,7 @@ JSON written from them is stable.
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,7 @@ FARNEBACK_PARAMS = {
 }
 
 
-class MotionMeasurementError(ValueError):
+class MotionMeasurementError(BadInputError):
     """The file cannot be measured: missing, not a readable video, or fewer than 2 frames."""
 
 

@@ -14,6 +14,7 @@ changed pom or launcher rebuilds and an unchanged one is reused. The server list
 
 from __future__ import annotations
 
+from kdcvg.errors import UnavailableError
 import argparse
 import hashlib
 import json
@@ -42,7 +43,7 @@ STOP_TIMEOUT_S = 60.0
 HEAP = os.environ.get("KDCVG_NEO4J_HEAP", "1g")
 
 
-class Neo4jServerError(RuntimeError):
+class Neo4jServerError(UnavailableError):
     """The local Neo4j server could not be built, started or stopped; the message says why."""
 
 

@@ -1,4 +1,4 @@
-"""The production store: Neo4j 5 through the official driver (DECISIONS D1, D2).
+"""The production store: Neo4j 5 through the official driver (docs/decisions.md#store-neo4j-in-production-ladybug-embedded-by-default).
 
 Writes use the driver's transaction functions (`execute_write`), which retry transient failures
 (deadlocks, a leader switch) for up to `retry_s`; bulk creation is `UNWIND $rows` in batches inside

@@ -8,6 +8,7 @@ with `kb.schema`.
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError
 import json
 import math
 import re
@@ -37,7 +38,7 @@ _INVISIBLE = frozenset(
 )
 
 
-class DuplicateKeyError(ValueError):
+class DuplicateKeyError(BadInputError):
     """A JSON object names the same key twice (which json.loads would silently resolve to the last)."""
 
 

@@ -8,6 +8,7 @@ on a stale version raises `ConflictError` and changes nothing.
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -20,7 +21,7 @@ from kb.timestamps import utc_now
 MAX_PAGE = 1_000
 
 
-class RecordValidationError(ValueError):
+class RecordValidationError(BadInputError):
     """A record failed validation; the message names each field and why.
 
     `field` is the first failing field (None when the problem is not one field's), `problems` every
@@ -213,13 +214,13 @@ class NodeRepository:
     ) -> Page:
         """A page of nodes ordered by id; `where` = equal property values, `related_to` = (rel type, other id)."""
         if not 0 <= skip:
-            raise ValueError(f"skip must be >= 0, got {skip}")
+            raise BadInputError(f"skip must be >= 0, got {skip}")
         if not 1 <= limit <= MAX_PAGE:
-            raise ValueError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
+            raise BadInputError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
         where = where or {}
         unknown = set(where) - set(self.spec.all_properties)
         if unknown:
-            raise ValueError(f"{self.label} has no properties {', '.join(sorted(unknown))}")
+            raise BadInputError(f"{self.label} has no properties {', '.join(sorted(unknown))}")
         pattern = f"(n:{self.label})"
         if related_to is not None:
             spec = rel_type(related_to[0])
@@ -228,7 +229,7 @@ class NodeRepository:
             elif self.label == spec.target:
                 pattern = f"(n:{self.label})<-[:{spec.type}]-(:{spec.source} {{id: $other}})"
             else:
-                raise ValueError(f"{spec.type} does not connect {self.label}")
+                raise BadInputError(f"{spec.type} does not connect {self.label}")
         conditions = " AND ".join(f"n.{name} = $w_{name}" for name in sorted(where)) or "true"
         params = {f"w_{name}": value for name, value in where.items()}
         if related_to is not None:

@@ -1,4 +1,4 @@
-"""The ACKB graph schema (DECISIONS D5) in one place: labels, properties, relationship types.
+"""The ACKB graph schema (docs/decisions.md#schema-the-ackb-graph) in one place: labels, properties, relationship types.
 
 Everything else (migrations aside) reads the schema from here: the interchange validator, the bulk
 loader, the repository and `kb stats`. Migrations create the same tables/constraints in each dialect;
@@ -104,7 +104,7 @@ REL_TYPES: dict[str, RelType] = {
         RelType("FEATURES", "CreativeClip", "Product"),
         RelType("HAS_MOTION", "CreativeClip", "Motion"),
         RelType("REFERENCED", "GeneratedVideo", "CreativeClip", {"rank": "INT64"}),  # rank 1 = best reference
-        # D5 names this `FOR`, but FOR is a reserved word in Ladybug's Cypher parser and every
+        # The design named this `FOR`, but FOR is a reserved word in Ladybug's Cypher parser and every
         # schema-driven query writes types unquoted, so the stored type is GENERATED_FOR.
         RelType("GENERATED_FOR", "GeneratedVideo", "SellingPoint"),
     )

@@ -1,4 +1,4 @@
-"""One graph-store interface, two backends (DECISIONS D1): Ladybug embedded, Neo4j 5 over Bolt.
+"""One graph-store interface, two backends (docs/decisions.md#store-neo4j-in-production-ladybug-embedded-by-default): Ladybug embedded, Neo4j 5 over Bolt.
 
 Callers write transaction functions, as in the neo4j driver manual:
 
@@ -11,6 +11,8 @@ relationship types taken from `kb.schema` (Cypher cannot parameterise them).
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError, KdcvgError, UnavailableError
+from kdcvg import errors
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,26 +24,26 @@ T = TypeVar("T")
 Row = dict[str, Any]
 
 
-class StoreError(RuntimeError):
+class StoreError(KdcvgError):
     """A store operation failed; the message says what and why."""
 
 
-class NotFoundError(StoreError, KeyError):
+class NotFoundError(StoreError, errors.NotFoundError):
     """A record that the caller named does not exist."""
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return str(self.args[0]) if self.args else "not found"
 
 
-class ConflictError(StoreError):
+class ConflictError(StoreError, errors.ConflictError):
     """An update was based on a stale version of a record (optimistic concurrency), or an id is taken."""
 
 
-class StoreUnavailableError(StoreError):
+class StoreUnavailableError(StoreError, UnavailableError):
     """The store cannot be reached or refused the login; the message names the setting to check."""
 
 
-class ReadOnlyError(StoreError):
+class ReadOnlyError(StoreError, BadInputError):
     """A write was attempted through a read-only connection."""
 
 

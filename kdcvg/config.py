@@ -10,6 +10,7 @@ Environment variables: `KDCVG_DATA`, `KDCVG_BACKEND`, `KDCVG_QUERY_TIMEOUT_S`, `
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError
 import os
 import tomllib
 from pathlib import Path
@@ -42,7 +43,7 @@ ENV_VARS: dict[str, str] = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(BadInputError):
     """The configuration file or an environment variable holds a bad value."""
 
 

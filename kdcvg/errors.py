@@ -30,3 +30,11 @@ class ConflictError(KdcvgError):
 
 class UnavailableError(KdcvgError):
     """A backend, server or model we need cannot be reached or loaded right now."""
+
+
+class MissingFileError(NotFoundError, FileNotFoundError):
+    """A file or folder we need (a checkpoint, a model, a video) is absent."""
+
+
+class TargetExistsError(BadInputError, FileExistsError):
+    """We were asked to write where something already is, and will not replace it."""

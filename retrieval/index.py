@@ -15,6 +15,7 @@ Import order matters: usearch's extension loaded before torch makes `torch.jit.s
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError, MissingFileError
 import json
 from collections.abc import Sequence
 from itertools import repeat
@@ -52,7 +53,7 @@ def _usearch_index_class() -> type[Index]:
 
 def _check_k(k: int) -> None:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
-        raise ValueError(f"k must be an integer between 1 and {MAX_K}, got {k!r}")
+        raise BadInputError(f"k must be an integer between 1 and {MAX_K}, got {k!r}")
 
 
 def _normalised(embeddings: np.ndarray) -> np.ndarray:
@@ -163,7 +164,7 @@ class ClipIndex:
         directory = Path(directory)
         missing = [name for name in FILES if not (directory / name).is_file()]
         if missing:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"clip index at {directory} is incomplete: missing {', '.join(missing)} (expected {', '.join(FILES)})"
             )
         meta = json.loads((directory / IDS_FILE).read_text(encoding="utf-8"))

@@ -7,6 +7,7 @@ the approved ILLUSTRATES links of `message_selling_points` (None: every selling 
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError, NotFoundError
 from pathlib import Path
 
 import numpy as np
@@ -40,14 +41,14 @@ class SarRetriever:
         self.data: HeteroData = to_heterodata(graph, features, message_selling_points)
         expected = model.spec["in_dims"]
         if set(expected) != set(self.data.node_types):
-            raise ValueError(
+            raise BadInputError(
                 f"this checkpoint was trained on other node types ({', '.join(sorted(expected))}; SAR now reads "
                 f"{', '.join(sorted(self.data.node_types))}): retrain with `kdcvg retrieval train`"
             )
         found = {label: int(self.data[label].x.shape[1]) for label in expected}
         if found != expected:
             changed = ", ".join(f"{label} {expected[label]} -> {found[label]}" for label in expected if found[label] != expected[label])
-            raise ValueError(
+            raise BadInputError(
                 f"this checkpoint was trained on other node features ({changed} inputs; e.g. open_clip features "
                 "switched on or off since): retrain with `kdcvg retrieval train`"
             )
@@ -72,7 +73,7 @@ class SarRetriever:
     def encoder(self) -> TextEncoder:
         """The encoder that embedded `features`' texts: a fresh text must be embedded by the same one, never a default."""
         if self._encoder is None:
-            raise ValueError("this SarRetriever has no text encoder: pass encoder= (the TextEncoder that embedded the features) to embed new texts")
+            raise BadInputError("this SarRetriever has no text encoder: pass encoder= (the TextEncoder that embedded the features) to embed new texts")
         return self._encoder
 
     def _forward(self, data: HeteroData) -> dict[str, np.ndarray]:
@@ -93,7 +94,7 @@ class SarRetriever:
         index = self.graph.index(SP)
         unknown = [s for s in sp_ids if s not in index]
         if unknown:
-            raise KeyError(f"unknown SellingPoint id(s): {', '.join(map(repr, unknown[:5]))}")
+            raise NotFoundError(f"unknown SellingPoint id(s): {', '.join(map(repr, unknown[:5]))}")
         return [index[s] for s in sp_ids]
 
     def selling_point_embeddings(self, sp_ids: list[str]) -> np.ndarray:
@@ -111,10 +112,10 @@ class SarRetriever:
     def _fresh(self, text: str, product_id: str | None) -> tuple[np.ndarray, np.ndarray]:
         """(GAT embedding, text embedding) of a new selling point: a full forward with one node added."""
         if not text or not text.strip():
-            raise ValueError("selling-point text is empty")
+            raise BadInputError("selling-point text is empty")
         products = self.graph.index("Product")
         if product_id is not None and product_id not in products:
-            raise KeyError(f"unknown Product id {product_id!r} (not in this graph of {len(products)} products)")
+            raise NotFoundError(f"unknown Product id {product_id!r} (not in this graph of {len(products)} products)")
         vector = self.encoder.encode([text.strip()])
         data = self.data.__copy__()
         n = self.data[SP].num_nodes

@@ -20,6 +20,7 @@ that changes a property without touching `updated_at` or `version` is not seen: 
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError, NotFoundError
 import hashlib
 import json
 import os
@@ -106,10 +107,10 @@ class ServingSar:
     def query_vector(self, text: str, product_id: str | None = None) -> np.ndarray:
         """(2d,) query for the clip index of a selling point typed in fresh, linked to `product_id` if given."""
         if not text or not text.strip():
-            raise ValueError("selling-point text is empty")
+            raise BadInputError("selling-point text is empty")
         products = self.graph.index(PRODUCT)
         if product_id is not None and product_id not in products:
-            raise KeyError(f"unknown Product id {product_id!r} (not in this graph of {len(products)} products)")
+            raise NotFoundError(f"unknown Product id {product_id!r} (not in this graph of {len(products)} products)")
         # one BLAS thread: these products are small, and on a busy machine extra threads cost more than they give
         with threadpool_limits(1, user_api="blas"):
             return self._query_vector(text.strip(), product_id)
@@ -119,7 +120,7 @@ class ServingSar:
         products = self.graph.index(PRODUCT)
         vector = self.encoder.encode_query(text)
         if vector.shape[0] != self.inputs[SP].shape[1]:
-            raise ValueError(
+            raise BadInputError(
                 f"the configured text encoder {self.encoder.model_path} gives {vector.shape[0]}-d embeddings, the checkpoint "
                 f"reads {self.inputs[SP].shape[1]}-d ones: retrain with `kdcvg retrieval train`"
             )
@@ -138,7 +139,7 @@ class ServingSar:
         """(2d,) query for the clip index of a selling point already in the graph."""
         row = self.graph.index(SP).get(sp_id)
         if row is None:
-            raise KeyError(f"unknown SellingPoint id(s): {sp_id!r}")
+            raise NotFoundError(f"unknown SellingPoint id(s): {sp_id!r}")
         return self.selling_point_queries[row]
 
 

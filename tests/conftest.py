@@ -198,7 +198,7 @@ def reopen_read_only(store: GraphStore, request: pytest.FixtureRequest):  # noqa
 def mkr_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path]:
     """A small demo ACKB with a trained SAR checkpoint, and a tiny random-weight AnimateDiff (shared by MKR tests)."""
     from generation.tiny import write_tiny_animatediff
-    from kdcvg.cli import app
+    from cli.main import app
 
     root = tmp_path_factory.mktemp("mkr")
     env = {"KDCVG_DATA": str(root / "data"), "XDG_CONFIG_HOME": str(root / "config")}
@@ -245,7 +245,7 @@ def generated_state(settings: Settings) -> tuple[list[str], list[str]]:
 
 def kdcvg_in(settings: Settings, *args: str, generation_model: Path | None = None) -> Result:
     """Run the `kdcvg` CLI in-process on `settings`' data directory (no config file; backbone setting as given)."""
-    from kdcvg.cli import app
+    from cli.main import app
 
     env = {
         "KDCVG_DATA": str(settings.data_dir),

@@ -23,7 +23,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def kdcvg(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "kdcvg.cli", *args], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, text=True, timeout=120)
     if ok:
         assert result.returncode == 0, result.stderr
     return result

@@ -29,7 +29,7 @@ def big_ackb(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _kdcvg(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "kdcvg.cli", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen([sys.executable, "-m", "cli.main", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def _expected(directory: Path) -> dict[str, int]:
@@ -92,7 +92,7 @@ def ackb_with_media(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _paused_import(env: dict[str, str], directory: Path, stage: str) -> subprocess.Popen[bytes]:
     """`kdcvg kb import` paused (alive) right after `stage`; fails the test if it never gets there."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "kdcvg.cli", "kb", "import", str(directory)],
+        [sys.executable, "-m", "cli.main", "kb", "import", str(directory)],
         env={**env, "KDCVG_TEST_PAUSE_AFTER": stage},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

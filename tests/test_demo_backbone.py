@@ -28,8 +28,8 @@ from generation.demo_backbone import (
 )  # fmt: skip
 from generation.demo_training import learn_merges, training_clips, training_data_hash, write_tokenizer
 from generation.pipeline import generate_frames
-from kdcvg.cli import app
-from kdcvg.cli_demo_backbone import train_demo
+from cli.main import app
+from cli.demo_backbone import train_demo
 from kdcvg.config import Settings, load_settings
 
 PRODUCT = "thermopeak-insulated-bottle"

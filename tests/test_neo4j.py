@@ -74,7 +74,7 @@ def test_refused_connection_and_wrong_password_are_one_line_with_exit_code_2(ser
     }
     for uri, (password, expected) in cases.items():
         env = {**base, "NEO4J_URI": uri, "NEO4J_USER": "neo4j", "NEO4J_PASSWORD": password}
-        result = subprocess.run([sys.executable, "-m", "kdcvg.cli", "kb", "migrate"], env=env, capture_output=True, text=True, timeout=120)
+        result = subprocess.run([sys.executable, "-m", "cli.main", "kb", "migrate"], env=env, capture_output=True, text=True, timeout=120)
         assert result.returncode == 2, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and expected in lines[0] and "NEO4J_URI" in lines[0], result.stderr

@@ -319,7 +319,7 @@ def test_ladybugs_read_only_connection_is_no_second_line(analyst_world: Settings
 def _kdcvg(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEO4J_", "KDCVG_"))}
     env.update(KDCVG_DATA=str(settings.data_dir), XDG_CONFIG_HOME=str(settings.data_dir.parent / "config"))
-    return subprocess.run([sys.executable, "-m", "kdcvg.cli", *args], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_the_cli_refuses_the_reproduced_holes_with_exit_2_and_reads_nothing(analyst_world: Settings, tmp_path: Path) -> None:
@@ -345,7 +345,7 @@ def test_the_cli_refuses_the_reproduced_holes_with_exit_2_and_reads_nothing(anal
 
 def test_the_cli_reports_a_runaway_query_in_one_line(analyst_world: Settings) -> None:
     result = _kdcvg(analyst_world, "cypher", "UNWIND range(1,10000000000) AS x RETURN count(x)", "--timeout", "5")
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
     assert (
         result.stderr.strip()
         == f"error: the query needed more than {analyst_world.query_memory_mb} MB (setting query_memory_mb) and was stopped"

@@ -14,7 +14,7 @@ PRODUCTS = "aquasonic-electric-toothbrush,thermopeak-insulated-bottle,airbeat-wi
 
 
 def kdcvg(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "kdcvg.cli", *args], env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, text=True, timeout=600)
     if ok:
         assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -120,7 +120,7 @@ def test_bad_input_gets_a_clear_error(trained: dict[str, str], args: list[str], 
     # in-process (typer's runner) to spare a torch start-up per case; the same code paths as the command
     from typer.testing import CliRunner
 
-    from kdcvg.cli import app
+    from cli.main import app
 
     result = CliRunner().invoke(app, args, env={"KDCVG_DATA": trained["KDCVG_DATA"], "XDG_CONFIG_HOME": trained["XDG_CONFIG_HOME"]})
     assert result.exit_code == 2, result.output

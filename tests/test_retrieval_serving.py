@@ -28,7 +28,7 @@ HEAVY = ("torch", "torch_geometric", "sentence_transformers", "transformers", "u
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A small demo ACKB in its own data dir with a trained checkpoint (this module changes its knowledge)."""
-    from kdcvg.cli import app
+    from cli.main import app
 
     root = tmp_path_factory.mktemp("sar-serving")
     env = {"KDCVG_DATA": str(root / "data"), "XDG_CONFIG_HOME": str(root / "config")}

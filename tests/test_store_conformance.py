@@ -1,4 +1,4 @@
-"""The store behaviours every backend must share, run against each backend present (DECISIONS D1)."""
+"""The store behaviours every backend must share, run against each backend present (docs/decisions.md: store)."""
 
 from __future__ import annotations
 

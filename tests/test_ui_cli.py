@@ -17,7 +17,7 @@ import yaml
 from click.testing import Result
 from typer.testing import CliRunner
 
-from kdcvg.cli import app
+from cli.main import app
 from ui.auth import User
 from ui.render import graph_dot, md_escape, to_csv
 
@@ -93,7 +93,7 @@ def test_ui_refuses_to_start_without_users_or_store(env: dict[str, str]) -> None
     assert no_users.exit_code == 2 and "kdcvg ui add-user" in no_users.output
     add(env, "ann", "long-enough-1", "--role", "annotator")
     no_store = runner.invoke(app, ["ui"], env=env)
-    assert no_store.exit_code == 1 and "kdcvg kb migrate" in no_store.output
+    assert no_store.exit_code == 2 and "kdcvg kb migrate" in no_store.output
 
 
 def test_plain_text_password_in_users_file_is_refused(env: dict[str, str]) -> None:

@@ -23,7 +23,7 @@ from streamlit.testing.v1 import AppTest
 from kb import browse
 from kb.audit import list_audit
 from kb.store import GraphStore
-from kdcvg import store_lock
+from kb import store_lock
 from kdcvg.config import Settings, load_settings
 from ui import auth, state, uploads
 from ui.sandbox import USERS, copied_sandbox, template_dir
@@ -350,7 +350,7 @@ def kdcvg_ui(*args: str, password: str | None = None) -> None:
     """Run `kdcvg ui ARGS` in this process with the sandbox's environment; must succeed."""
     from typer.testing import CliRunner
 
-    from kdcvg.cli import app
+    from cli.main import app
 
     result = CliRunner().invoke(app, ["ui", *args], input=None if password is None else password + "\n")
     assert result.exit_code == 0, result.output

@@ -24,8 +24,8 @@ from streamlit.runtime.uploaded_file_manager import UploadedFileRec
 from typer.testing import CliRunner
 
 from kb.repository import RecordValidationError
-from kdcvg import store_lock
-from kdcvg.cli import app
+from kb import store_lock
+from cli.main import app
 from kdcvg.config import load_settings
 from ui import uploads
 from ui.auth import User, add_user, load_users, throttle_subjects, verify
@@ -179,7 +179,7 @@ def test_users_file_holds_no_secret_and_an_old_cookie_key_is_removed(env: dict[s
 def kdcvg(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """Run the real `kdcvg` in a child process with `env`."""
     full = {**{k: v for k, v in os.environ.items() if k not in ("KDCVG_CONFIG", "NEO4J_URI")}, **env}
-    return subprocess.run([sys.executable, "-m", "kdcvg.cli", *args], env=full, capture_output=True, text=True, check=False, timeout=300)
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], env=full, capture_output=True, text=True, check=False, timeout=300)
 
 
 def test_writers_are_refused_while_the_app_holds_the_store_and_write_private_files(env: dict[str, str]) -> None:
@@ -190,7 +190,7 @@ def test_writers_are_refused_while_the_app_holds_the_store_and_write_private_fil
     finally:
         assert lock is not None
         lock.release()
-    assert refused.returncode == 1, refused.stderr
+    assert refused.returncode == 2, refused.stderr
     assert f"the curation app is running on this store (pid {os.getpid()}); stop it or use its pages" in refused.stderr
     assert "Traceback" not in refused.stderr and not settings.ladybug_path.exists()
     done = kdcvg(env, "kb", "migrate")

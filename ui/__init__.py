@@ -1,1 +1,1 @@
-"""The annotators' Streamlit curation app (issue 5): `kdcvg ui`; see docs/ui.md."""
+"""The annotators' Streamlit curation app: `kdcvg ui`; see docs/ui.md."""

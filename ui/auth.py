@@ -12,6 +12,7 @@ Roles (a user may hold several):
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError
 import os
 import re
 import secrets
@@ -42,7 +43,7 @@ MAX_PASSWORD_BYTES = 72  # bcrypt reads no further (and bcrypt 5 refuses longer 
 BCRYPT_HASH = re.compile(r"^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$")
 
 
-class UsersFileError(ValueError):
+class UsersFileError(BadInputError):
     """The users file is missing, unreadable or malformed; the message says how to fix it."""
 
 

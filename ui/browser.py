@@ -41,7 +41,7 @@ def served_app(env: dict[str, str], log: Path) -> Iterator[str]:
     full = {**{k: v for k, v in os.environ.items() if k != "KDCVG_CONFIG"}, **env}
     with log.open("w") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "kdcvg.cli", "ui", "--port", str(port)], env=full, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            [sys.executable, "-m", "cli.main", "ui", "--port", str(port)], env=full, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
         )
     url = f"http://127.0.0.1:{port}"
     try:

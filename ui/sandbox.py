@@ -50,7 +50,7 @@ def build_sandbox(root: Path, *, products: tuple[str, ...] = PRODUCTS, clips_per
     if train:
         commands.append(["retrieval", "train", "--epochs", "5"])
     for args in commands:
-        done = subprocess.run([sys.executable, "-m", "kdcvg.cli", *args], env=full, capture_output=True, text=True, check=False)
+        done = subprocess.run([sys.executable, "-m", "cli.main", *args], env=full, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"kdcvg {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
     for username, (password, roles, name) in USERS.items():

@@ -14,6 +14,7 @@ Files, next to the users file (`<data>/ui/` by default), folder 0700:
 
 from __future__ import annotations
 
+from kdcvg.errors import KdcvgError
 import hashlib
 import hmac
 import os
@@ -40,7 +41,7 @@ SCHEMA = (
 )
 
 
-class SessionFileError(RuntimeError):
+class SessionFileError(KdcvgError):
     """The key or sessions file is unsafe or unreadable; the message says how to fix it."""
 
 

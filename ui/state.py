@@ -4,7 +4,7 @@ Ladybug allows one writer per database and two handles on one file in one proces
 other's writes, so the Streamlit server opens the store ONCE (a process-wide registry, not
 `st.cache_resource`: Streamlit's "clear cache" message, which any browser can send, clears that
 cache on the event loop's thread) and every session uses it under a lock. For its whole life the
-server also holds the store's writer lock (kdcvg/store_lock.py), so no other `kdcvg` writer can
+server also holds the store's writer lock (kb/store_lock.py), so no other `kdcvg` writer can
 slip in while the handle is handed over. Code that opens the store by itself (SAR's `load_sar`, MKR's
 `generate`, the analysts' query worker) runs inside `SharedStore.released()`, which closes
 the shared handle for that time and reopens it after. Neo4j's driver is thread-safe: no lock, and
@@ -25,7 +25,7 @@ import streamlit as st
 from kb import media_placement, migrate
 from kb.migrate import MigrationError
 from kb.store import GraphStore, QueryResult, StoreError, Transaction, open_store
-from kdcvg import store_lock
+from kb import store_lock
 from kdcvg.config import Settings, load_settings
 from ui.auth import User
 from ui.render import md_escape

@@ -19,6 +19,7 @@ Run: `python -m kb.demo.build OUT_DIR [--workers N] [--products KEY,...] [--limi
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError, TargetExistsError
 import argparse
 import hashlib
 import json
@@ -128,7 +129,7 @@ def select_products(products: Sequence[str] | None) -> list[dict[str, Any]]:
     known = {p["key"] for p in PRODUCTS}
     unknown = sorted(wanted - known)
     if unknown:
-        raise ValueError(f"unknown demo product(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise BadInputError(f"unknown demo product(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     return [p for p in PRODUCTS if p["key"] in wanted]
 
 
@@ -180,7 +181,7 @@ def make_caption(product: dict[str, Any], selling_point: dict[str, Any], motion:
     for candidate in (f"{base} {scene['phrase']}", base):
         if MIN_CAPTION_WORDS <= len(candidate.split()) <= MAX_CAPTION_WORDS:
             return candidate
-    raise ValueError(f"caption {base!r} is not {MIN_CAPTION_WORDS}-{MAX_CAPTION_WORDS} words; shorten the spec")
+    raise BadInputError(f"caption {base!r} is not {MIN_CAPTION_WORDS}-{MAX_CAPTION_WORDS} words; shorten the spec")
 
 
 def make_tags(product: dict[str, Any], selling_point: dict[str, Any], motion: dict[str, Any]) -> tuple[str, ...]:
@@ -343,10 +344,10 @@ def _check_replaceable(out_dir: Path) -> None:
     if not out_dir.exists():
         return
     if not out_dir.is_dir():
-        raise FileExistsError(f"{out_dir} exists and is not a directory")
+        raise TargetExistsError(f"{out_dir} exists and is not a directory")
     manifest = _read_manifest(out_dir)
     if any(out_dir.iterdir()) and not (manifest and "demo" in manifest and manifest.get("source") == SOURCE):
-        raise FileExistsError(f"{out_dir} exists and is not an earlier demo ACKB build; refusing to replace it")
+        raise TargetExistsError(f"{out_dir} exists and is not an earlier demo ACKB build; refusing to replace it")
 
 
 def _remove_stale_temporaries(out_dir: Path) -> None:

@@ -25,6 +25,7 @@ bit-exact flags, so the same seed gives the same MP4 bytes.
 
 from __future__ import annotations
 
+from kdcvg.errors import KdcvgError
 import math
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -54,7 +55,7 @@ MOTION_TYPES: tuple[str, ...] = (
 )
 
 
-class ClipRenderError(RuntimeError):
+class ClipRenderError(KdcvgError):
     """Rendering or encoding a clip failed."""
 
 

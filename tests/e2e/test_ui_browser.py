@@ -156,7 +156,7 @@ def test_served_app_refuses_forged_cookies_anonymous_uploads_and_other_writers(t
     frames: list[bytes | str] = []
     with served_app(env, tmp_path / "server.log") as url, chromium_page() as page:
         full = {**{k: v for k, v in os.environ.items() if k not in ("KDCVG_CONFIG", "NEO4J_URI")}, **env}
-        writer = subprocess.run([sys.executable, "-m", "kdcvg.cli", "kb", "migrate"], env=full, capture_output=True, text=True, check=False, timeout=300)
+        writer = subprocess.run([sys.executable, "-m", "cli.main", "kb", "migrate"], env=full, capture_output=True, text=True, check=False, timeout=300)
         page.on("websocket", lambda socket: socket.on("framereceived", lambda payload: frames.append(payload)))
         page.context.add_cookies([{"name": "kdcvg_ui", "value": forged_cookie("rev", (ui_dir / "session.key").read_bytes()), "url": url}])
         page.goto(url)
@@ -173,7 +173,7 @@ def test_served_app_refuses_forged_cookies_anonymous_uploads_and_other_writers(t
         app.visible(page.get_by_role("button", name="Sign out")).click()
         page.get_by_role("button", name="Sign in").wait_for()
         after_sign_out = live_sessions(ui_dir / "sessions.sqlite", "ann")
-    assert writer.returncode == 1 and "the curation app is running on this store (pid" in writer.stderr, writer.stderr
+    assert writer.returncode == 2 and "the curation app is running on this store (pid" in writer.stderr, writer.stderr
     assert forged_shows == 0
     assert 403 in anonymous and 204 not in anonymous, anonymous  # the session exists, its upload is refused
     assert 204 in curator, curator  # the same request from a signed-in curator's session is kept

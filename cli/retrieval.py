@@ -1,6 +1,6 @@
 """`kdcvg retrieval train|feedback|eval` and `kdcvg retrieve`: SAR from the command line.
 
-`retrieval_app` and `retrieve` are registered on the main app by kdcvg.cli. Each command reads the ACKB from the configured store
+`retrieval_app` and `retrieve` are registered on the main app by cli.main. Each command reads the ACKB from the configured store
 (read-only), builds or reuses cached features, and keeps checkpoints under `<data>/models/sar`.
 """
 
@@ -8,36 +8,15 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
 
-from kdcvg.cli_common import fail, opened_store, out, settings
+from cli.common import fail, handled_errors, opened_store, out, settings
 
 retrieval_app = typer.Typer(help="SAR: semantic-aware retrieval of clips for selling points.", no_args_is_help=True)
-
-
-@contextmanager
-def retrieval_errors() -> Iterator[None]:
-    """Bad input and missing checkpoints become one clear line (exit 2)."""
-    from kb.migrate import MigrationError
-    from kb.store import StoreError
-    from retrieval.evaluate import NothingToEvaluateError
-
-    try:
-        yield
-    except NothingToEvaluateError as exc:
-        fail(str(exc), 2)
-    except KeyError as exc:  # before StoreError: an unknown id (NotFoundError is both) is bad input
-        fail(str(exc.args[0]) if exc.args else "unknown id", 2)
-    except (MigrationError, StoreError) as exc:
-        fail(str(exc))
-    except (ValueError, FileNotFoundError) as exc:
-        fail(str(exc), 2)
 
 
 def _checkpoint_root() -> Path:
@@ -53,7 +32,7 @@ def _graph_and_features() -> tuple[Any, dict]:
     config = settings()
     with opened_store(read_only=True) as store:
         graph = graph_from_store(store, config.media_dir)
-    with retrieval_errors():
+    with handled_errors():
         features = build_features(graph, TextEncoder(config.text_encoder_path), config.cache_dir, clip_encoder_from_settings(config))
     return graph, features
 
@@ -105,7 +84,7 @@ def train(
         if latest.get("data_hash") == graph.content_hash and latest.get("config") == config.to_dict():
             out.print(f"checkpoint {latest['path']} was trained on this ACKB with this config: nothing to do")
             return
-    with retrieval_errors():
+    with handled_errors():
         split = split_by_selling_point(graph, test_fraction=test_fraction, seed=seed)
         if not split.test:
             raise ValueError("no selling point can be held out: the ACKB needs products with two or more selling points with approved clips")
@@ -131,7 +110,7 @@ def feedback(
     from retrieval.train import held_out_metrics
 
     graph, features = _graph_and_features()
-    with retrieval_errors():
+    with handled_errors():
         model, config, meta = load_checkpoint(_checkpoint_root())
         if meta.get("data_hash") != graph.content_hash:
             out.print("note: the ACKB changed since this checkpoint was trained; new judgements are used as rewards")
@@ -166,7 +145,7 @@ def evaluate(
 
     config = settings()
     encoder = TextEncoder(config.text_encoder_path)
-    with retrieval_errors():
+    with handled_errors():
         if ackb is not None:
             if not ackb.is_dir():
                 raise FileNotFoundError(f"{ackb} is not a directory")
@@ -214,7 +193,7 @@ def retrieve(
     if only_product and product is None:
         fail("--only-product needs --product", 2)
     clip_filter = ClipFilter(product=product if only_product else None, category=category, motion=motion, approved_only=approved_only)
-    with retrieval_errors():
+    with handled_errors():
         loaded = load_sar(settings())
         if selling_point is not None:
             results = retrieve_for_selling_point(selling_point, k=k, clip_filter=clip_filter, loaded=loaded)

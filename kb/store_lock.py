@@ -13,6 +13,7 @@ it goes away with the process, even after kill -9).
 
 from __future__ import annotations
 
+from kdcvg import errors
 import fcntl
 import os
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ APP = "app"  # the holder role of the curation app
 INHERITED_FD = "KDCVG_UI_LOCK_FD"  # `kdcvg ui` passes its lock to the Streamlit server it becomes
 
 
-class StoreBusyError(RuntimeError):
+class StoreBusyError(errors.ConflictError):
     """Another process holds the store's writer lock; the message says which and what to do."""
 
 

@@ -1,6 +1,6 @@
 """`kdcvg ui`: start the annotators' Streamlit app; `add-user`, `set-password`, `list-users`, `rotate-key` manage sign-in.
 
-`ui_app` is registered on the main app by kdcvg.cli. Starting refuses clearly when there is no
+`ui_app` is registered on the main app by cli.main. Starting refuses clearly when there is no
 users file, no migrated store, or another writer on the store, before Streamlit is launched.
 Passwords are read from a prompt or from stdin (`--password-stdin`), never from the command line,
 where every user of the machine could read them.
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from kdcvg.cli_common import fail, opened_store, out, settings
+from cli.common import fail, opened_store, out, settings
 
 if TYPE_CHECKING:
     from ui.sessions import SessionStore
@@ -59,7 +59,7 @@ def run(
     """Start the curation app (signed-in annotators, reviewers and analysts only)."""
     if ctx.invoked_subcommand is not None:
         return
-    from kdcvg import store_lock
+    from kb import store_lock
     from ui.auth import UsersFileError, load_users
     from ui.sessions import SessionFileError, SessionStore
 
@@ -74,7 +74,7 @@ def run(
     try:
         lock = store_lock.acquire(config, store_lock.APP)
     except store_lock.StoreBusyError as exc:
-        fail(str(exc))
+        fail(str(exc), 2)
     os.umask(store_lock.PRIVATE_UMASK)  # the server creates media and database files owner-only
     store_lock.make_private(config)
     if lock is not None:  # the server keeps the lock for its whole life (exec keeps the pid and the descriptor)

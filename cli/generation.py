@@ -1,6 +1,6 @@
 """`kdcvg generate` (one video, or a batch file) and `kdcvg generation ...`: MKR from the command line.
 
-`generate` and `generation_app` are registered on the main app by kdcvg.cli. The backbone is
+`generate` and `generation_app` are registered on the main app by cli.main. The backbone is
 `--model`, else `Settings.generation_model_dir` (`KDCVG_GENERATION_MODEL`, default
 `<data>/models/mkr-demo`); a missing folder is one clear error saying how to get one.
 """
@@ -17,9 +17,9 @@ from typing import IO, Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from kdcvg.cli_common import err, fail, out, settings, writer_lock
-from kdcvg.cli_demo_backbone import train_demo
-from kdcvg.cli_retrieval import retrieval_errors
+from cli.common import err, fail, handled_errors, out, settings, writer_lock
+from cli.demo_backbone import train_demo
+
 
 generation_app = typer.Typer(help="MKR: knowledge-referenced video generation (evaluation, demo backbone).", no_args_is_help=True)
 generation_app.command("train-demo")(train_demo)
@@ -42,7 +42,7 @@ def _model_dir(model: Path | None) -> Path:
     """The backbone folder to use, checked to exist (else exit 2 with how to get one)."""
     from generation.generator import require_model_dir
 
-    with retrieval_errors():
+    with handled_errors():
         return require_model_dir(model or settings().generation_model_dir)
     raise AssertionError("unreachable")
 
@@ -96,7 +96,7 @@ def generate(
     from generation.api import generate as run
 
     model_dir = _model_dir(model)
-    with writer_lock(settings()), retrieval_errors():
+    with writer_lock(settings()), handled_errors():
         result = run(
             product, selling_point, model_dir=model_dir, k=k, seed=seed, motion_strength=motion_strength,
             motion_prior=motion_prior.value, motion_lora=motion_lora, motion_lora_scale=motion_lora_scale, num_frames=frames, height=size, width=size, steps=steps, ip_adapter_scale=ip_adapter_scale, settings=settings(),
@@ -120,7 +120,7 @@ def _generate_batch(path: Path, model_dir: Path, defaults: dict[str, Any], out_f
         requests = read_requests(path, defaults)
     except BatchError as error:
         fail(f"{len(error.problems)} problem(s), nothing generated:\n" + "\n".join(error.problems), 2)
-    with retrieval_errors():
+    with handled_errors():
         generator = Generator(model_dir, settings())
     try:
         check_requests(path, requests, generator.sar.graph, backbone_family(generator.pipe))
@@ -189,7 +189,7 @@ def evaluate(
         fail(f"--seeds must be one or more integers >= 0, got {seeds!r}", 2)
     config = settings()
     model_dir = _model_dir(model)
-    with retrieval_errors():
+    with handled_errors():
         clip_encoder = clip_encoder_from_settings(config)
         generator = Generator(model_dir, config)
         graph = generator.sar.graph

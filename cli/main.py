@@ -15,10 +15,10 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from kdcvg.cli_common import fail, handled_errors, opened_store, out, settings
-from kdcvg.cli_generation import generate, generation_app
-from kdcvg.cli_retrieval import retrieval_app, retrieve
-from kdcvg.cli_ui import ui_app
+from cli.common import fail, handled_errors, opened_store, out, settings
+from cli.generation import generate, generation_app
+from cli.retrieval import retrieval_app, retrieve
+from cli.ui import ui_app
 
 app = typer.Typer(help="KD-CVG: knowledge-driven creative video generation.", no_args_is_help=True, add_completion=False)
 kb_app = typer.Typer(help="The Advertising Creative Knowledge Base (ACKB).", no_args_is_help=True)
@@ -127,16 +127,13 @@ def kb_demo(
         shutil.rmtree(demo_dir, ignore_errors=True)
     out.print(f"demo ACKB: {demo_dir}")
     with handled_errors():
-        try:
-            build_demo_ackb(
-                demo_dir,
-                workers=workers,
-                progress=sys.stderr.isatty(),
-                products=products.split(",") if products else None,
-                limit_clips_per_product=clips_per_product,
-            )
-        except (KeyError, ValueError) as exc:
-            fail(f"cannot build the demo: {exc}", 2)
+        build_demo_ackb(
+            demo_dir,
+            workers=workers,
+            progress=sys.stderr.isatty(),
+            products=products.split(",") if products else None,
+            limit_clips_per_product=clips_per_product,
+        )
     with opened_store(migrated=False) as store, handled_errors():
         for migration in migrate.migrate(store):
             out.print(f"applied migration V{migration.version:04d} {migration.description}")

@@ -1,4 +1,4 @@
-"""`kdcvg generation train-demo`: train the small demo backbone on the ACKB's clips (registered by kdcvg.cli_generation).
+"""`kdcvg generation train-demo`: train the small demo backbone on the ACKB's clips (registered by cli.generation).
 
 The folder goes to `--out`, else `Settings.generation_model_dir` (`<data>/models/mkr-demo`); by
 default a folder already trained on the same data with the same options is left alone.
@@ -13,8 +13,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from kdcvg.cli_common import err, out, settings
-from kdcvg.cli_retrieval import retrieval_errors
+from cli.common import err, handled_errors, out, settings
+
 
 
 def train_demo(
@@ -49,7 +49,7 @@ def train_demo(
         if sys.stderr.isatty()
         else None
     )
-    with retrieval_errors():
+    with handled_errors():
         chosen = {name: value for name, value in (("steps", steps), ("vae_steps", vae_steps)) if value is not None}
         path = train_demo_backbone(config, target, seed=seed, threads=threads, force=not if_changed, progress=say, **chosen)
     card = read_card(path) or {}

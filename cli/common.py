@@ -10,7 +10,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from kdcvg.config import ConfigError, Settings, load_settings
+from kdcvg.config import Settings, load_settings
+from kdcvg.errors import KdcvgError
 
 err = Console(stderr=True)
 out = Console()
@@ -24,18 +25,14 @@ def fail(message: str, code: int = 1) -> None:
 
 @contextmanager
 def handled_errors() -> Iterator[None]:
-    """Our errors become one readable line; programming errors keep their traceback."""
-    from kb.interchange import ImportValidationError
-    from kb.migrate import MigrationError
-    from kb.repository import RecordValidationError
-    from kb.store import StoreError, StoreUnavailableError
+    """Our errors (the `KdcvgError` family) become one readable line and exit code 2.
 
+    Anything else is a bug: it keeps its traceback and exits with code 1.
+    """
     try:
         yield
-    except (ImportValidationError, StoreUnavailableError) as exc:
+    except KdcvgError as exc:
         fail(str(exc), 2)
-    except (ConfigError, MigrationError, RecordValidationError, StoreError, FileExistsError, FileNotFoundError) as exc:
-        fail(str(exc))
 
 
 def settings() -> Settings:
@@ -55,12 +52,12 @@ def command_name() -> str:
 @contextmanager
 def writer_lock(config: Settings) -> Iterator[None]:
     """Hold the store's writer lock (refused with one line while the app or another writer runs); private file modes."""
-    from kdcvg import store_lock
+    from kb import store_lock
 
     try:
         lock = store_lock.acquire(config, command_name())
     except store_lock.StoreBusyError as exc:
-        fail(str(exc))
+        fail(str(exc), 2)
     previous = os.umask(store_lock.PRIVATE_UMASK)
     try:
         store_lock.make_private(config)
