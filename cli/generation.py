@@ -249,15 +249,15 @@ def train_motion_lora_command(
 
     config = settings()
     model_dir = _model_dir(model)
-    with retrieval_errors():
+    with handled_errors():
         with open_store(config, read_only=True) as store:
             rows = store.query("MATCH (c:CreativeClip {id: $id}) RETURN c.video_path", {"id": clip}).rows
         if not rows:
-            raise KeyError(f"no CreativeClip with id {clip!r}")
+            fail(f"no CreativeClip with id {clip!r}", 2)
         relative = rows[0][0]
         video = (config.media_dir / relative).resolve() if relative else None
         if video is None or not video.is_relative_to(config.media_dir.resolve()) or not video.is_file():
-            raise ValueError(f"clip {clip!r} has no video file under {config.media_dir}")
+            fail(f"clip {clip!r} has no video file under {config.media_dir}", 2)
         pipe = load_backbone(model_dir)
         validate_request(frames, size, size, 1, backbone_family(pipe))
         options = MotionLoraConfig(steps=steps, rank=rank, learning_rate=learning_rate, seed=seed)

@@ -87,7 +87,7 @@ def train(
     with handled_errors():
         split = split_by_selling_point(graph, test_fraction=test_fraction, seed=seed)
         if not split.test:
-            raise ValueError("no selling point can be held out: the ACKB needs products with two or more selling points with approved clips")
+            fail("no selling point can be held out: the ACKB needs products with two or more selling points with approved clips", 2)
         model, history = train_sar(graph, features, split, config, progress=sys.stderr.isatty())
         scores = SarRetriever(model, graph, features, set(split.train), text_mix=config.text_mix).score_matrix(split.test)
         metrics = {**held_out_metrics(graph, scores, split.test), "final_loss": history["loss"][-1], "train_seconds": history["seconds"]}
@@ -148,7 +148,7 @@ def evaluate(
     with handled_errors():
         if ackb is not None:
             if not ackb.is_dir():
-                raise FileNotFoundError(f"{ackb} is not a directory")
+                fail(f"{ackb} is not a directory", 2)
             rows = evaluate_directory(ackb, learned_rankers(seed=seed), test_fraction, seed, config.cache_dir, encoder=encoder)
         else:
             with opened_store(read_only=True) as store:

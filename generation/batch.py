@@ -16,6 +16,7 @@ video is generated.
 
 from __future__ import annotations
 
+from kdcvg.errors import KdcvgError
 from kdcvg.errors import BadInputError
 import json
 import sys
@@ -130,7 +131,7 @@ def check_requests(path: Path, requests: list[NumberedRequest], graph: AckbGraph
             continue
         try:
             resolve_selling_point(graph, request.product, request.selling_point)
-        except (KeyError, ValueError) as error:
+        except KdcvgError as error:
             problems.append(f"{where}:selling_point: {error_message(error)}")
     if problems:
         raise BatchError(problems)

@@ -16,6 +16,7 @@ attention (CogVideoX's full 3-D attention) are refused with a clear error.
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError
 import hashlib
 import json
 import math
@@ -38,7 +39,7 @@ LORA_SUBDIR = "motion-lora"
 TEMPORAL_MARKER = "motion_modules."  # AnimateDiff's temporal transformer blocks
 
 
-class MotionLoraError(ValueError):
+class MotionLoraError(BadInputError):
     """A motion LoRA cannot be trained or loaded: unsupported family, bad options, or a file that does not fit."""
 
 

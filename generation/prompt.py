@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kb.store import NotFoundError, Row
+from kdcvg.errors import BadInputError
 from retrieval.graph import AckbGraph
 
 # Words that end a caption's opening camera phrase ("Camera pans left across", "Still shot of").
@@ -120,11 +121,11 @@ def _row(graph: AckbGraph, label: str, id: str) -> Row:
 def resolve_selling_point(graph: AckbGraph, product_id: str, selling_point: str) -> Row:
     """The selling point named by id, or by its exact text (case and spacing aside) among the product's."""
     if not isinstance(selling_point, str) or not selling_point.strip():
-        raise ValueError("selling_point must be a non-empty selling point id or text")
+        raise BadInputError("selling_point must be a non-empty selling point id or text")
     if selling_point in graph.index("SellingPoint"):
         owner = graph.product_of_selling_point.get(selling_point)
         if owner != product_id:
-            raise ValueError(f"selling point {selling_point!r} belongs to product {owner!r}, not {product_id!r}")
+            raise BadInputError(f"selling point {selling_point!r} belongs to product {owner!r}, not {product_id!r}")
         return _row(graph, "SellingPoint", selling_point)
     wanted = " ".join(selling_point.split()).casefold()
     for row in graph.nodes["SellingPoint"]:
@@ -147,9 +148,9 @@ def build_prompt(graph: AckbGraph, product_id: str, selling_point: str, referenc
     sp = resolve_selling_point(graph, product_id, selling_point)
     references = list(references)
     if not references:
-        raise ValueError("at least one reference clip is needed (ranked, best first)")
+        raise BadInputError("at least one reference clip is needed (ranked, best first)")
     if len(set(references)) != len(references):
-        raise ValueError("reference clip ids must not repeat")
+        raise BadInputError("reference clip ids must not repeat")
     clips = [_row(graph, "CreativeClip", clip_id) for clip_id in references]
     best = clips[0]
 
@@ -172,7 +173,7 @@ def build_prompt(graph: AckbGraph, product_id: str, selling_point: str, referenc
     else:
         motion = _clean(caption_opening(best["caption"]))
         if not motion:
-            raise ValueError(f"reference clip {best['id']!r} has no Motion node and its caption no camera phrase")
+            raise BadInputError(f"reference clip {best['id']!r} has no Motion node and its caption no camera phrase")
         sources["motion"].append(f"CreativeClip:{best['id']}.caption")
 
     scene = None

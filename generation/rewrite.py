@@ -18,6 +18,7 @@ which the sidecar and the `GeneratedVideo` parameters record.
 
 from __future__ import annotations
 
+from kdcvg.errors import BadInputError
 import json
 import re
 import urllib.error
@@ -44,7 +45,7 @@ INSTRUCTION = """Reference script: {caption}
 Answer as {{"reference": {{"subject": "...", "scene": "...", "motion": "..."}}, "prompt": "..."}}"""
 
 
-class RewriterError(ValueError):
+class RewriterError(BadInputError):
     """The rewriter is misconfigured (unknown kind, missing model folder or URL): a setup error, not a fallback."""
 
 
