@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 from kb import migrate, neo4j_server
+from kb.interchange import import_ackb, write_ackb
 from kb.ladybug_store import LadybugStore
 from kb.schema import NODE_TYPES, REL_TYPES
 from kb.store import GraphStore
-from kb.interchange import import_ackb, write_ackb
 from kb.synthetic import synthetic_rows
 
 TWO_HOP = (

@@ -16,7 +16,6 @@ import typer
 from cli.common import err, handled_errors, out, settings
 
 
-
 def train_demo(
     steps: Annotated[
         Optional[int],

@@ -20,7 +20,6 @@ from rich.table import Table
 from cli.common import err, fail, handled_errors, out, settings, writer_lock
 from cli.demo_backbone import train_demo
 
-
 generation_app = typer.Typer(help="MKR: knowledge-referenced video generation (evaluation, demo backbone).", no_args_is_help=True)
 generation_app.command("train-demo")(train_demo)
 

@@ -14,13 +14,14 @@ VAE, (B, C, F, h, w) latents) and CogVideoX (a video DiT with a causal 3-D VAE t
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from diffusers import DiffusionPipeline
+
+from kdcvg.errors import BadInputError
 
 
 class BackboneError(BadInputError):

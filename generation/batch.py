@@ -16,8 +16,6 @@ video is generated.
 
 from __future__ import annotations
 
-from kdcvg.errors import KdcvgError
-from kdcvg.errors import BadInputError
 import json
 import sys
 from collections.abc import Callable
@@ -32,6 +30,7 @@ from generation.backbones import BackboneFamily
 from generation.generator import Generator
 from generation.pipeline import MAX_FRAMES, MAX_SIZE, METHODS, MIN_SIZE, SIZE_MULTIPLE, GenerationError, validate_request
 from generation.prompt import resolve_selling_point
+from kdcvg.errors import BadInputError, KdcvgError
 from retrieval.api import MAX_K
 from retrieval.graph import AckbGraph
 

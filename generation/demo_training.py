@@ -21,7 +21,6 @@ minutes, so every piece here is sized for that and seeded for determinism:
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError
 import hashlib
 import json
 import math
@@ -40,6 +39,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from generation.motion_prior import read_reference
 from generation.prompt import build_prompt
+from kdcvg.errors import BadInputError
 from retrieval.graph import AckbGraph
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"

@@ -36,7 +36,6 @@ fewer were held out.
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError
 import random
 import sys
 import time
@@ -64,6 +63,7 @@ from generation.metrics import (
 from generation.motion_prior import read_reference
 from generation.pipeline import generate_frames, validate_request, write_mp4
 from generation.prompt import ARTEFACT_TERMS
+from kdcvg.errors import BadInputError
 from retrieval.clip_image import OpenClipEncoder
 from retrieval.graph import AckbGraph
 

@@ -15,7 +15,6 @@ offline (`local_files_only=True`).
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from diffusers import DiffusionPipeline
 from PIL import Image
 
 from generation.motion_prior import decode_frames
+from kdcvg.errors import BadInputError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 IMAGE_ENCODER = "image_encoder"

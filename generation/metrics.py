@@ -34,7 +34,6 @@ the numbers it compares. Each is measured, never invented: a metric that cannot 
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError
 from collections.abc import Mapping
 from itertools import pairwise
 
@@ -43,6 +42,7 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 from kb.motion import farneback_flow, to_analysis_grey
+from kdcvg.errors import BadInputError
 from retrieval.clip_image import OpenClipEncoder
 
 FLOW_GRID = 8  # flow fields are averaged over FLOW_GRID × FLOW_GRID cells

@@ -16,7 +16,6 @@ attention (CogVideoX's full 3-D attention) are refused with a clear error.
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError
 import hashlib
 import json
 import math
@@ -34,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from generation.backbones import backbone_family
 from generation.reference_cache import _atomic_write, folder_content_hash
 from kb.interchange import sha256_file
+from kdcvg.errors import BadInputError
 
 LORA_SUBDIR = "motion-lora"
 TEMPORAL_MARKER = "motion_modules."  # AnimateDiff's temporal transformer blocks

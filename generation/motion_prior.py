@@ -23,7 +23,6 @@ latents in the pipeline's layout; cached per clip and backbone by `generation.re
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError
 from pathlib import Path
 
 import cv2
@@ -33,6 +32,7 @@ from diffusers import DiffusionPipeline
 from diffusers.utils.torch_utils import randn_tensor
 
 from generation.backbones import backbone_family
+from kdcvg.errors import BadInputError
 
 
 class MotionPriorError(BadInputError):

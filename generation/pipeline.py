@@ -9,7 +9,6 @@ pipeline's output for the same seed.
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError
 import subprocess
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from generation.inversion import invert_latents
 from generation.ip_adapter import ip_adapter_call_kwargs
 from generation.motion_prior import encode_reference, inversion_mix, noise_prior, read_reference, spectral_mix
 from generation.reference_cache import ReferenceCache
+from kdcvg.errors import BadInputError
 
 MAX_FRAMES = 64
 MIN_SIZE, MAX_SIZE, SIZE_MULTIPLE = 32, 1024, 8

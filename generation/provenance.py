@@ -13,11 +13,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from generation.prompt import PromptPlan
 from kb.records import NODE_RECORDS, REL_RECORDS
 from kb.repository import RecordValidationError, validation_message
 from kb.store import ConflictError, GraphStore, NotFoundError, Row, Transaction
 from kb.timestamps import utc_now
-from generation.prompt import PromptPlan
 
 LABEL = "GeneratedVideo"
 REFERENCED = "REFERENCED"

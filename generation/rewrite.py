@@ -18,7 +18,6 @@ which the sidecar and the `GeneratedVideo` parameters record.
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError
 import json
 import re
 import urllib.error
@@ -29,6 +28,7 @@ from typing import Any, Protocol
 
 from generation.prompt import PromptPlan
 from kdcvg.config import Settings
+from kdcvg.errors import BadInputError
 
 MAX_PROMPT_CHARS = 400
 MAX_PART_CHARS = 200

@@ -12,7 +12,6 @@ and `kb stats` does not count it (see docs/ackb-format.md).
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError
 import json
 import secrets
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 from kb.schema import AUDIT_EVENT_PROPERTIES, AUDIT_LABEL
 from kb.store import GraphStore, Row, Transaction
 from kb.timestamps import is_timestamp, utc_now
+from kdcvg.errors import BadInputError
 
 MAX_AUDIT_PAGE = 500
 

@@ -9,7 +9,6 @@ last page); pass it back unchanged.
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ from kb import repository as repo
 from kb.interchange import nodes_by_id
 from kb.schema import ILLUSTRATION_STATUSES
 from kb.store import GraphStore, NotFoundError, Row, Transaction
+from kdcvg.errors import BadInputError
 
 MAX_BROWSE_PAGE = 200
 MAX_QUEUE = 1_000

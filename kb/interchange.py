@@ -8,7 +8,6 @@ so the same knowledge base always gives the same bytes.
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError, TargetExistsError
 import hashlib
 import json
 import os
@@ -29,6 +28,7 @@ from kb.safefs import Absent, RefusedFile, is_regular_inside, open_inside, sha25
 from kb.schema import AUDIT_PROPERTIES, NODE_TYPES, REL_TYPES, rel_type
 from kb.store import GraphStore, Row, Transaction
 from kb.timestamps import utc_now
+from kdcvg.errors import BadInputError, TargetExistsError
 
 FORMAT = "ackb"
 FORMAT_VERSION = 1

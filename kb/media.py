@@ -20,7 +20,6 @@ at 1,000 fps), or a playlist that makes FFmpeg read other files. What, in this o
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError
 import os
 import re
 import subprocess
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from kb.safefs import RefusedFile, open_regular
 from kdcvg.config import Settings
+from kdcvg.errors import BadInputError
 
 PROBE_TIMEOUT_S = 20.0
 DECODE_TIMEOUT_S = 60.0

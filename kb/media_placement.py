@@ -25,7 +25,6 @@ wait to be killed, at the stage named: `staged` (journal written, graph not comm
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError
 import hashlib
 import json
 import os
@@ -38,9 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from kb.audit import record_audit
-from kb.safefs import FILE_MODE, Absent, READ_CHUNK, open_dir, open_inside, relative_parts
+from kb.safefs import FILE_MODE, READ_CHUNK, Absent, open_dir, open_inside, relative_parts
 from kb.schema import AUDIT_LABEL
 from kb.store import GraphStore, Transaction
+from kdcvg.errors import BadInputError
 
 IMPORT_ACTOR = "kdcvg import"
 IMPORT_ACTION = "import"

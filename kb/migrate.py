@@ -8,7 +8,6 @@ No maintained library serves both Neo4j and Ladybug, so this small runner does.
 
 from __future__ import annotations
 
-from kdcvg.errors import KdcvgError
 import hashlib
 import os
 import re
@@ -24,6 +23,7 @@ import migrations as migrations_package
 from kb.schema import MIGRATION_LABEL
 from kb.store import ConflictError, GraphStore, StoreError, Transaction
 from kb.timestamps import utc_now
+from kdcvg.errors import KdcvgError
 
 MIGRATIONS_DIR = Path(migrations_package.__file__).resolve().parent  # package data, so wheels can migrate too
 FILE_PATTERN = re.compile(r"^V(\d{4})__([a-z0-9_]+)\.cypher$")

@@ -31,7 +31,6 @@ JSON written from them is stable.
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ import cv2
 import numpy as np
 
 from kb.schema import MOTION_DESCRIPTORS
+from kdcvg.errors import BadInputError
 
 ANALYSIS_SIZE = 256  # longer side of the frames the flow is computed on
 DECIMALS = 6

@@ -14,7 +14,6 @@ changed pom or launcher rebuilds and an unchanged one is reused. The server list
 
 from __future__ import annotations
 
-from kdcvg.errors import UnavailableError
 import argparse
 import hashlib
 import json
@@ -30,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+
+from kdcvg.errors import UnavailableError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent / "neo4j-server"
 LAUNCHER_SOURCE = PROJECT_DIR / "src" / "main" / "java" / "kdcvg" / "Neo4jLauncher.java"

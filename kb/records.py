@@ -8,7 +8,6 @@ with `kb.schema`.
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError
 import json
 import math
 import re
@@ -19,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from kb.timestamps import is_timestamp
+from kdcvg.errors import BadInputError
 
 MAX_ID = 200
 MAX_NAME = 200

@@ -8,7 +8,6 @@ on a stale version raises `ConflictError` and changes nothing.
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -17,6 +16,7 @@ from kb.records import NODE_RECORDS, REL_RECORDS
 from kb.schema import AUDIT_PROPERTIES, node_type, rel_type
 from kb.store import ConflictError, GraphStore, NotFoundError, Row, Transaction
 from kb.timestamps import utc_now
+from kdcvg.errors import BadInputError
 
 MAX_PAGE = 1_000
 

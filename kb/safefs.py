@@ -16,7 +16,6 @@ import os
 import stat
 from pathlib import Path
 
-
 FILE_MODE = 0o640  # media files written into the store
 DIR_MODE = 0o750  # folders created in the store's media folder
 READ_CHUNK = 1 << 20

@@ -11,14 +11,14 @@ relationship types taken from `kb.schema` (Cypher cannot parameterise them).
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError, KdcvgError, UnavailableError
-from kdcvg import errors
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
+from kdcvg import errors
 from kdcvg.config import Settings
+from kdcvg.errors import BadInputError, KdcvgError, UnavailableError
 
 T = TypeVar("T")
 Row = dict[str, Any]

@@ -13,12 +13,12 @@ it goes away with the process, even after kill -9).
 
 from __future__ import annotations
 
-from kdcvg import errors
 import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from kdcvg import errors
 from kdcvg.config import Settings
 
 APP = "app"  # the holder role of the curation app

@@ -10,7 +10,6 @@ Environment variables: `KDCVG_DATA`, `KDCVG_BACKEND`, `KDCVG_QUERY_TIMEOUT_S`, `
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError
 import os
 import tomllib
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from kdcvg.errors import BadInputError
 
 # Where each setting may come from in the environment.
 ENV_VARS: dict[str, str] = {

@@ -13,7 +13,6 @@ imports torch.
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError, MissingFileError, NotFoundError
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from kb.migrate import ensure_up_to_date
 from kb.store import open_store
 from kdcvg.config import Settings, load_settings
+from kdcvg.errors import BadInputError, MissingFileError, NotFoundError
 from retrieval.checkpoint import read_meta
 from retrieval.features import TextEncoder
 from retrieval.graph import AckbGraph

@@ -7,7 +7,6 @@ selling points), written to a temporary folder and renamed so a crash leaves no 
 
 from __future__ import annotations
 
-from kdcvg.errors import MissingFileError
 import json
 import os
 import re
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kb.timestamps import utc_now
+from kdcvg.errors import MissingFileError
 
 if TYPE_CHECKING:  # torch and torch-geometric load only to save or load a model (slow imports)
     from retrieval.model import SarGAT

@@ -14,7 +14,6 @@ Configured by `Settings.clip_model_name` / `Settings.clip_checkpoint` (env `KDCV
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError, MissingFileError
 import os
 from functools import cached_property
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kb.interchange import sha256_file
+from kdcvg.errors import BadInputError, MissingFileError
 
 if TYPE_CHECKING:
     from kdcvg.config import Settings

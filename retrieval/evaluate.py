@@ -12,7 +12,6 @@ that may learn from `split.train` only. `evaluate` scores every ranker with
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError
 import functools
 import math
 from collections.abc import Mapping, Sequence
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from kdcvg.errors import BadInputError
 from retrieval.baselines import Ranker, bm25_scores, popularity_scores, random_scores, sentence_cosine_scores
 from retrieval.features import TextEncoder, build_features
 from retrieval.graph import AckbGraph, Split, graph_from_directory, split_by_selling_point

@@ -20,7 +20,6 @@ Features are cached on disk keyed by the graph's content hash and the encoders' 
 
 from __future__ import annotations
 
-from kdcvg.errors import MissingFileError
 import hashlib
 import os
 import re
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kb.schema import MOTION_DESCRIPTORS
+from kdcvg.errors import MissingFileError
 from retrieval.graph import KNOWLEDGE_LABELS, AckbGraph
 
 if TYPE_CHECKING:

@@ -12,7 +12,6 @@ hash nor the features, the index or the model.
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError
 import hashlib
 import random
 from collections import defaultdict
@@ -25,6 +24,7 @@ import numpy as np
 from kb.interchange import json_line, nodes_by_id, read_ackb, relationships_from, stored_properties
 from kb.schema import rel_type
 from kb.store import GraphStore, NotFoundError, Row, Transaction
+from kdcvg.errors import BadInputError
 
 PAGE = 5_000
 

@@ -15,7 +15,6 @@ Import order matters: usearch's extension loaded before torch makes `torch.jit.s
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError, MissingFileError
 import json
 from collections.abc import Sequence
 from itertools import repeat
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from kdcvg.errors import BadInputError, MissingFileError
 
 if TYPE_CHECKING:
     from usearch.index import Index

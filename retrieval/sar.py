@@ -7,13 +7,13 @@ the approved ILLUSTRATES links of `message_selling_points` (None: every selling 
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError, NotFoundError
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch_geometric.data import HeteroData
 
+from kdcvg.errors import BadInputError, NotFoundError
 from retrieval.features import TextEncoder
 from retrieval.graph import AckbGraph
 from retrieval.hetero import CLIP, SP, to_heterodata

@@ -20,7 +20,6 @@ that changes a property without touching `updated_at` or `version` is not seen: 
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError, NotFoundError
 import hashlib
 import json
 import os
@@ -34,6 +33,7 @@ from threadpoolctl import threadpool_limits
 
 from kb.schema import AUDIT_LABEL, rel_type
 from kb.store import GraphStore, Transaction
+from kdcvg.errors import BadInputError, NotFoundError
 from retrieval.features import TextEncoder
 from retrieval.gat_numpy import EdgeType, NumpySarGAT, edge_key
 from retrieval.graph import KNOWLEDGE_LABELS, KNOWLEDGE_RELATIONSHIPS, AckbGraph, graph_from_store

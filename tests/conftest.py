@@ -197,8 +197,8 @@ def reopen_read_only(store: GraphStore, request: pytest.FixtureRequest):  # noqa
 @pytest.fixture(scope="session")
 def mkr_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path]:
     """A small demo ACKB with a trained SAR checkpoint, and a tiny random-weight AnimateDiff (shared by MKR tests)."""
-    from generation.tiny import write_tiny_animatediff
     from cli.main import app
+    from generation.tiny import write_tiny_animatediff
 
     root = tmp_path_factory.mktemp("mkr")
     env = {"KDCVG_DATA": str(root / "data"), "XDG_CONFIG_HOME": str(root / "config")}

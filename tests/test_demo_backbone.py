@@ -13,6 +13,8 @@ import typer
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from cli.demo_backbone import train_demo
+from cli.main import app
 from generation import demo_backbone
 from generation.api import generate
 from generation.backbones import load_backbone
@@ -28,8 +30,6 @@ from generation.demo_backbone import (
 )  # fmt: skip
 from generation.demo_training import learn_merges, training_clips, training_data_hash, write_tokenizer
 from generation.pipeline import generate_frames
-from cli.main import app
-from cli.demo_backbone import train_demo
 from kdcvg.config import Settings, load_settings
 
 PRODUCT = "thermopeak-insulated-bottle"

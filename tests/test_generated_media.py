@@ -9,8 +9,8 @@ import pytest
 
 from generation.prompt import PromptPlan
 from generation.provenance import record_generation
-from kb.interchange import ImportValidationError, export_ackb, import_ackb
 from kb import migrate
+from kb.interchange import ImportValidationError, export_ackb, import_ackb
 from kb.ladybug_store import LadybugStore
 from kb.store import GraphStore
 from tests.videos import write_video

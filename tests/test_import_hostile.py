@@ -8,7 +8,6 @@ nothing written. The cases reuse the canary setup of tests/test_import_bad_input
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import tracemalloc

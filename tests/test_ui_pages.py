@@ -20,10 +20,9 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from kb import browse
+from kb import browse, store_lock
 from kb.audit import list_audit
 from kb.store import GraphStore
-from kb import store_lock
 from kdcvg.config import Settings, load_settings
 from ui import auth, state, uploads
 from ui.sandbox import USERS, copied_sandbox, template_dir

@@ -23,9 +23,9 @@ from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileMan
 from streamlit.runtime.uploaded_file_manager import UploadedFileRec
 from typer.testing import CliRunner
 
-from kb.repository import RecordValidationError
-from kb import store_lock
 from cli.main import app
+from kb import store_lock
+from kb.repository import RecordValidationError
 from kdcvg.config import load_settings
 from ui import uploads
 from ui.auth import User, add_user, load_users, throttle_subjects, verify

@@ -12,8 +12,8 @@ import streamlit as st
 
 from kb.migrate import MigrationError
 from kb.store import StoreError
-from kdcvg.config import ConfigError, load_settings
 from kb.store_lock import StoreBusyError
+from kdcvg.config import ConfigError, load_settings
 from ui import auth, state, uploads
 from ui.render import md_escape
 from ui.sessions import SessionFileError, SessionStore

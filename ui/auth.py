@@ -12,7 +12,6 @@ Roles (a user may hold several):
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError
 import os
 import re
 import secrets
@@ -24,6 +23,7 @@ from typing import Any
 import bcrypt
 import yaml
 
+from kdcvg.errors import BadInputError
 from ui.sessions import SessionStore, private_folder
 
 ROLES: tuple[str, ...] = ("annotator", "reviewer", "analyst")

@@ -14,7 +14,6 @@ Files, next to the users file (`<data>/ui/` by default), folder 0700:
 
 from __future__ import annotations
 
-from kdcvg.errors import KdcvgError
 import hashlib
 import hmac
 import os
@@ -25,6 +24,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
+
+from kdcvg.errors import KdcvgError
 
 KEY_FILE = "session.key"
 SESSIONS_FILE = "sessions.sqlite"

@@ -19,7 +19,6 @@ Run: `python -m kb.demo.build OUT_DIR [--workers N] [--products KEY,...] [--limi
 
 from __future__ import annotations
 
-from kdcvg.errors import BadInputError, TargetExistsError
 import argparse
 import hashlib
 import json
@@ -53,6 +52,7 @@ from kb.demo.spec import (
 from kb.interchange import FORMAT, sha256_file, write_ackb
 from kb.motion import measure_motion
 from kb.schema import NODE_TYPES, REL_TYPES
+from kdcvg.errors import BadInputError, TargetExistsError
 
 SOURCE = "kb.demo.build (KD-CVG demo ACKB generator)"
 MEDIA_DIR = "media"

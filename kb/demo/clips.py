@@ -25,7 +25,6 @@ bit-exact flags, so the same seed gives the same MP4 bytes.
 
 from __future__ import annotations
 
-from kdcvg.errors import KdcvgError
 import math
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +38,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from kb.demo.spec import CLIP_SIZE, FPS, PRODUCTS, SCENES
+from kdcvg.errors import KdcvgError
 
 CANVAS = 576  # side of the scene canvas the camera films, in canvas pixels
 VIEW = 384  # canvas pixels spanned by the output frame at zoom 1
