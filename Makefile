@@ -19,12 +19,19 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED)
 
+# Each step says what it does; the last one generates a knowledge-referenced video and prints its
+# path, its reference clips and its provenance node.
 demo: $(INSTALLED)
-	$(BIN)/kdcvg kb demo
-	$(BIN)/kdcvg retrieval train --if-changed
-	$(BIN)/kdcvg generation train-demo
-	@echo 'next: kdcvg generate --product prod-thermopeak-insulated-bottle --selling-point "Leak-proof lid"'
-	@echo '      kdcvg ui add-user ann --role annotator --role reviewer && kdcvg ui   (docs/ui.md)'
+	@echo '== 1/4 the demo ACKB: render and measure 300 clips, migrate and import (about 2 min)'
+	@$(BIN)/kdcvg kb demo
+	@echo '== 2/4 SAR: features and training, skipped when nothing changed (about 1 min)'
+	@$(BIN)/kdcvg retrieval train --if-changed
+	@echo '== 3/4 MKR: install the shipped demo backbone (seconds; about 25 min if it must be retrained)'
+	@$(BIN)/kdcvg generation train-demo
+	@echo '== 4/4 MKR: one video for "Leak-proof lid" with knowledge from the ACKB (under a minute)'
+	@$(BIN)/kdcvg generate --product prod-thermopeak-insulated-bottle --selling-point "Leak-proof lid"
+	@echo 'provenance: kdcvg cypher "MATCH (g:GeneratedVideo)-[r:REFERENCED]->(c:CreativeClip) RETURN g.id, r.rank, c.id, c.caption ORDER BY g.id, r.rank"'
+	@echo 'next: kdcvg ui add-user ann --role annotator --role reviewer && kdcvg ui   (docs/ui.md)'
 
 # The UI's end-to-end tests drive Debian's Chromium. Installed here when missing and we are root;
 # otherwise those tests are skipped with the reason printed (a failure under CI=true).
