@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from kb.audit import record_audit
+from kb.processes import process_alive
 from kb.safefs import FILE_MODE, READ_CHUNK, Absent, open_dir, open_inside, relative_parts
 from kb.schema import AUDIT_LABEL
 from kb.store import GraphStore, Transaction
@@ -234,15 +235,8 @@ def settle(store: GraphStore, media_dir: Path, import_id: str, moves: list[Move]
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # this process is not in the middle of an import while it recovers
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Whether the import that wrote a journal or partial may still be running (never this process)."""
+    return pid != os.getpid() and process_alive(pid)
 
 
 def _read_journal(media_dir: Path, name: str) -> dict[str, Any] | None:

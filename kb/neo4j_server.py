@@ -30,6 +30,7 @@ from pathlib import Path
 
 import platformdirs
 
+from kb.processes import process_alive
 from kdcvg.errors import UnavailableError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent / "neo4j-server"
@@ -167,12 +168,8 @@ def _alive(pid: int) -> bool:
             return False
     except OSError:
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not process_alive(pid):
         return False
-    except PermissionError:
-        return True
     try:  # a zombie child of ours has exited
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:

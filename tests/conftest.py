@@ -271,3 +271,27 @@ def ladybug_world(root: Path, ackb: Path) -> Settings:
 def analyst_world(tmp_path: Path, small_ackb: Path) -> Settings:
     """A private data dir with the small ACKB in a closed Ladybug store, as an analyst's query finds it."""
     return ladybug_world(tmp_path / "analyst", small_ackb)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight AnimateDiff pipeline folder, one per test module (a module may override it)."""
+    from generation.tiny import write_tiny_animatediff
+
+    return write_tiny_animatediff(tmp_path_factory.mktemp("tiny") / "animatediff")
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_dir: Path):  # noqa: ANN201
+    """The tiny pipeline loaded once per module (tests may change its state: never shared across modules)."""
+    from generation.backbones import load_backbone
+
+    return load_backbone(tiny_dir)
+
+
+@pytest.fixture(scope="module")
+def reference_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A rendered 12-frame reference clip panning right."""
+    from kb.demo.clips import render_clip
+
+    return render_clip(tmp_path_factory.mktemp("ref") / "pan.mp4", motion="pan_right", seed=1, num_frames=12)

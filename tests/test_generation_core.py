@@ -20,21 +20,10 @@ from generation.motion_prior import (
     spectral_mix,
 )
 from generation.pipeline import GenerationError, generate_frames, to_uint8, write_mp4
-from generation.tiny import write_tiny_animatediff
 from kb.demo.clips import render_clip
 from kb.motion import measure_motion
 
 PROMPT, NEGATIVE = "slow pan over a red bottle", "blurry"
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_animatediff(tmp_path_factory.mktemp("tiny") / "animatediff")
-
-
-@pytest.fixture(scope="module")
-def pipe(tiny_dir: Path):
-    return load_backbone(tiny_dir)
 
 
 @pytest.fixture(scope="module")

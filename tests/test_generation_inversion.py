@@ -12,14 +12,11 @@ import pytest
 import torch
 
 from generation.api import generate
-from generation.backbones import load_backbone
 from generation.batch import BatchError, read_requests
 from generation.inversion import invert_latents
 from generation.motion_prior import MotionPriorError, encode_reference, inversion_mix, read_reference
 from generation.pipeline import family_call_kwargs, generate_frames, to_uint8
 from generation.reference_cache import ReferenceCache, folder_content_hash
-from generation.tiny import write_tiny_animatediff
-from kb.demo.clips import render_clip
 from kb.store import open_store
 from kdcvg.config import Settings
 from tests.conftest import kdcvg_in
@@ -27,21 +24,6 @@ from tests.conftest import kdcvg_in
 PROMPT = "slow pan over a red bottle"
 SMALL = {"num_frames": 4, "height": 32, "width": 32, "steps": 2}
 BOTTLE, LEAK = "prod-thermopeak-insulated-bottle", "Leak-proof lid"
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_animatediff(tmp_path_factory.mktemp("tiny") / "animatediff")
-
-
-@pytest.fixture(scope="module")
-def pipe(tiny_dir: Path):
-    return load_backbone(tiny_dir)
-
-
-@pytest.fixture(scope="module")
-def reference_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return render_clip(tmp_path_factory.mktemp("ref") / "pan.mp4", motion="pan_right", seed=1, num_frames=12)
 
 
 def test_inversion_mix_properties() -> None:

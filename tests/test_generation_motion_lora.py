@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from generation.api import generate
-from generation.backbones import load_backbone
 from generation.motion_lora import (
     LoRALinear,
     MotionLoraConfig,
@@ -22,28 +21,12 @@ from generation.motion_lora import (
     use_motion_lora,
 )
 from generation.pipeline import GenerationError, generate_frames
-from generation.tiny import build_tiny_cogvideox, write_tiny_animatediff
-from kb.demo.clips import render_clip
+from generation.tiny import build_tiny_cogvideox
 from kdcvg.config import Settings
 from tests.conftest import kdcvg_in
 
 SMALL = {"num_frames": 4, "height": 32, "width": 32, "steps": 2}
 BOTTLE, LEAK = "prod-thermopeak-insulated-bottle", "Leak-proof lid"
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_animatediff(tmp_path_factory.mktemp("tiny") / "animatediff")
-
-
-@pytest.fixture(scope="module")
-def pipe(tiny_dir: Path):
-    return load_backbone(tiny_dir)
-
-
-@pytest.fixture(scope="module")
-def reference_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return render_clip(tmp_path_factory.mktemp("ref") / "pan.mp4", motion="pan_right", seed=1, num_frames=12)
 
 
 def test_lora_linear_starts_as_the_base_layer_and_scales() -> None:

@@ -51,6 +51,7 @@ from kb.demo.spec import (
 )
 from kb.interchange import FORMAT, sha256_file, write_ackb
 from kb.motion import measure_motion
+from kb.processes import process_alive
 from kb.schema import NODE_TYPES, REL_TYPES
 from kdcvg.errors import BadInputError, TargetExistsError
 
@@ -355,18 +356,8 @@ def _remove_stale_temporaries(out_dir: Path) -> None:
     for prefix in (f".{out_dir.name}.building-", f".{out_dir.name}.old-"):
         for path in out_dir.parent.glob(f"{prefix}*"):
             pid = path.name[len(prefix):].split("-", 1)[0]
-            if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
                 shutil.rmtree(path, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _swap_into_place(built: Path, out_dir: Path) -> None:
