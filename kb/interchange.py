@@ -28,6 +28,7 @@ from kb.safefs import Absent, RefusedFile, is_regular_inside, open_inside, sha25
 from kb.schema import AUDIT_PROPERTIES, NODE_TYPES, REL_TYPES, rel_type
 from kb.store import GraphStore, Row, Transaction
 from kb.timestamps import utc_now
+from kb.values import stored_properties, without_nulls
 from kdcvg.errors import BadInputError, TargetExistsError
 
 FORMAT = "ackb"
@@ -444,11 +445,6 @@ def _stored_digest(media_dir: Path | None, path: str) -> str | None:
         os.close(fd)
 
 
-def stored_properties(value: Row) -> Row:
-    """A node or relationship as read from the store: its properties, without `_label`/`_type` and nulls."""
-    return {k: v for k, v in value.items() if not k.startswith("_") and v is not None}
-
-
 def nodes_by_id(tx: Transaction, label: str, ids: list[str]) -> list[Row]:
     """The stored nodes of `label` among `ids` (primary-key lookups in batches; absent ids skipped)."""
     rows: list[Row] = []
@@ -472,24 +468,20 @@ def relationships_from(tx: Transaction, type_: str, sources: list[str]) -> list[
     return rows
 
 
-def _without_nulls(row: Row) -> Row:
-    return {k: v for k, v in row.items() if v is not None}
-
-
 def _plan_node(row: Row, stored: Row | None, now: str) -> Row | None:
     """The row to write (audit fields filled), or None when the stored node already equals it."""
     given = {k: row[k] for k in AUDIT_PROPERTIES if row.get(k) is not None}
     if stored is None:
         created = given.get("created_at", now)
         return {**row, "created_at": created, "updated_at": given.get("updated_at", created), "version": given.get("version", 1)}
-    same_content = all(_without_nulls(row).get(k) == stored.get(k) for k in set(row) | set(stored) if k not in AUDIT_PROPERTIES)
+    same_content = all(without_nulls(row).get(k) == stored.get(k) for k in set(row) | set(stored) if k not in AUDIT_PROPERTIES)
     desired = {
         **row,
         "created_at": given.get("created_at", stored.get("created_at")),
         "updated_at": given.get("updated_at", stored.get("updated_at") if same_content else now),
         "version": given.get("version", stored.get("version", 0) if same_content else stored.get("version", 0) + 1),
     }
-    return None if _without_nulls(desired) == stored else desired
+    return None if without_nulls(desired) == stored else desired
 
 
 def _plan_relationship(row: Row, stored: Row | None, now: str, timestamped: bool) -> Row | None:
@@ -497,9 +489,9 @@ def _plan_relationship(row: Row, stored: Row | None, now: str, timestamped: bool
         return {**row, "updated_at": row.get("updated_at") or now} if timestamped else row
     desired = dict(row)
     if timestamped and desired.get("updated_at") is None:
-        same = all(_without_nulls(row).get(k) == stored.get(k) for k in set(row) | set(stored) if k != "updated_at")
+        same = all(without_nulls(row).get(k) == stored.get(k) for k in set(row) | set(stored) if k != "updated_at")
         desired["updated_at"] = stored.get("updated_at") if same else now
-    return None if _without_nulls(desired) == stored else desired
+    return None if without_nulls(desired) == stored else desired
 
 
 def import_ackb(
@@ -635,7 +627,7 @@ def export_ackb(store: GraphStore, directory: Path, media_dir: Path, *, overwrit
         (partial / section).mkdir(parents=True, exist_ok=True)
         with (partial / relative).open("w", encoding="utf-8", newline="\n") as handle:
             for record in records:
-                row = {k: v for k, v in record["row"].items() if not k.startswith("_") and v is not None}
+                row = stored_properties(record["row"])
                 if section == "relationships":
                     row = {"from": record["source"], "to": record["target"], **row}
                 elif row.get("video_path"):

@@ -26,7 +26,7 @@ from kb.store import (
     StoreError,
     StoreUnavailableError,
 )
-from kb.values import plain
+from kb.values import plain, without_nulls
 
 T = TypeVar("T")
 BATCH_SIZE = 5_000
@@ -60,14 +60,9 @@ def _translate(exc: Neo4jError | DriverError, uri: str, database: str = DEFAULT_
     return StoreError(f"{code}: {message}")
 
 
-def _without_nulls(row: Row) -> Row:
-    """Neo4j stores no nulls: an absent property is the null."""
-    return {k: v for k, v in row.items() if v is not None}
-
-
 def _endpoints_and_props(row: Row) -> Row:
     """A relationship row as {from, to, props} for `SET r = row.props`."""
-    return {"from": row["from"], "to": row["to"], "props": _without_nulls({k: v for k, v in row.items() if k not in ("from", "to")})}
+    return {"from": row["from"], "to": row["to"], "props": without_nulls({k: v for k, v in row.items() if k not in ("from", "to")})}
 
 
 class _Neo4jTransaction:
@@ -195,7 +190,7 @@ class Neo4jStore(GraphStore):
     def bulk_create_nodes(self, tx: _Neo4jTransaction, label: str, rows: Sequence[Row]) -> None:
         node_type(label)  # only schema labels ever reach the query text
         for start in range(0, len(rows), BATCH_SIZE):
-            batch = [_without_nulls(row) for row in rows[start : start + BATCH_SIZE]]
+            batch = [without_nulls(row) for row in rows[start : start + BATCH_SIZE]]
             tx.run(f"UNWIND $rows AS row CREATE (n:{label}) SET n = row", rows=batch)
 
     def bulk_create_relationships(self, tx: _Neo4jTransaction, rel_type_name: str, rows: Sequence[Row]) -> None:
@@ -210,7 +205,7 @@ class Neo4jStore(GraphStore):
     def bulk_update_nodes(self, tx: _Neo4jTransaction, label: str, rows: Sequence[Row]) -> None:
         node_type(label)
         for start in range(0, len(rows), BATCH_SIZE):
-            batch = [{"id": row["id"], "props": _without_nulls(row)} for row in rows[start : start + BATCH_SIZE]]
+            batch = [{"id": row["id"], "props": without_nulls(row)} for row in rows[start : start + BATCH_SIZE]]
             tx.run(f"UNWIND $rows AS row MATCH (n:{label} {{id: row.id}}) SET n = row.props", rows=batch)
 
     def bulk_update_relationships(self, tx: _Neo4jTransaction, rel_type_name: str, rows: Sequence[Row]) -> None:

@@ -5,6 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+Row = dict[str, Any]
+
+
+def without_nulls(row: Row) -> Row:
+    """The row without its null values (Neo4j stores no nulls: an absent property is the null)."""
+    return {k: v for k, v in row.items() if v is not None}
+
+
+def stored_properties(value: Row) -> Row:
+    """A node or relationship as read from the store: its properties, without `_label`/`_type` and nulls."""
+    return {k: v for k, v in value.items() if not k.startswith("_") and v is not None}
+
 
 def plain(value: Any) -> Any:
     """Nodes/relationships become property dicts (with `_label`/`_type`), temporals ISO strings."""
@@ -13,7 +25,7 @@ def plain(value: Any) -> Any:
     if isinstance(value, dict):
         if "_LABEL" in value and "_ID" in value:  # a Ladybug node or relationship
             kind = "_type" if "_SRC" in value else "_label"
-            props = {k: plain(v) for k, v in value.items() if not k.startswith("_") and v is not None}
+            props = {k: plain(v) for k, v in stored_properties(value).items()}
             return {kind: value["_LABEL"], **props}
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

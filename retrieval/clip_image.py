@@ -14,7 +14,6 @@ Configured by `Settings.clip_model_name` / `Settings.clip_checkpoint` (env `KDCV
 
 from __future__ import annotations
 
-import os
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -69,8 +68,7 @@ class OpenClipEncoder:
         self._model, self._preprocess = self._load()
 
     def _load(self):  # noqa: ANN202 - open_clip types are imported lazily
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub, whatever the config says
-        import open_clip
+        import open_clip  # the weights come from the local checkpoint file: nothing is downloaded
 
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(

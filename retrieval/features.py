@@ -56,7 +56,6 @@ class TextEncoder:
 
     @cached_property
     def _model(self):  # noqa: ANN202 - sentence_transformers is imported lazily (slow import)
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
 

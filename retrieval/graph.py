@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kb.interchange import json_line, nodes_by_id, read_ackb, relationships_from, stored_properties
+from kb.interchange import json_line, nodes_by_id, read_ackb, relationships_from
 from kb.schema import rel_type
 from kb.store import GraphStore, NotFoundError, Row, Transaction
+from kb.values import stored_properties, without_nulls
 from kdcvg.errors import BadInputError
 
 PAGE = 5_000
@@ -101,6 +102,17 @@ class AckbGraph:
                 result[row["to"]].add(row["from"])
         return dict(result)
 
+    @cached_property
+    def judgements_by_clip(self) -> dict[str, dict[str, list[str]]]:
+        """status -> clip id -> selling point ids of its ILLUSTRATES links ("" when unset); approved and rejected always present."""
+        result: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        for row in self.relationships["ILLUSTRATES"]:
+            result[row.get("status") or ""][row["from"]].append(row["to"])
+        by_status = {status: dict(by_clip) for status, by_clip in result.items()}
+        by_status.setdefault("approved", {})
+        by_status.setdefault("rejected", {})
+        return by_status
+
     def video_file(self, clip: Row) -> Path | None:
         """The clip's video file if it exists here."""
         if self.media_root is None or not clip.get("video_path"):
@@ -126,7 +138,7 @@ class AckbGraph:
 def graph_from_directory(directory: Path) -> AckbGraph:
     """Read a self-contained ACKB interchange directory (validated) into memory: its knowledge sections."""
     parsed = read_ackb(Path(directory))
-    strip = lambda rows: [{k: v for k, v in row.items() if v is not None} for row in rows]  # noqa: E731
+    strip = lambda rows: [without_nulls(row) for row in rows]  # noqa: E731
     media = Path(directory) / "media"
     return AckbGraph(
         {label: strip(rows) for label, rows in parsed.nodes.items()},

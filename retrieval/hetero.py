@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch_geometric.data import HeteroData
 
 from kb.schema import rel_type
 from retrieval.graph import KNOWLEDGE_LABELS, KNOWLEDGE_RELATIONSHIPS, AckbGraph
+from retrieval.pyg import HeteroData
 
 CLIP = "CreativeClip"
 SP = "SellingPoint"

@@ -13,10 +13,9 @@ from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.data import HeteroData
-from torch_geometric.nn import GATv2Conv, HeteroConv
 
 from retrieval.graph import EMBEDDED_LABELS
+from retrieval.pyg import GATv2Conv, HeteroConv, HeteroData
 
 OUTPUT_TYPES = EMBEDDED_LABELS
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch_geometric.data import HeteroData
 
 from kdcvg.errors import BadInputError, NotFoundError
 from retrieval.features import TextEncoder
 from retrieval.graph import AckbGraph
 from retrieval.hetero import CLIP, SP, to_heterodata
 from retrieval.model import SarGAT
+from retrieval.pyg import HeteroData
 
 
 class SarRetriever:

@@ -10,8 +10,6 @@ already exists (an annotator's approved/rejected judgement stays exactly as it i
 from __future__ import annotations
 
 import re
-import weakref
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -91,28 +89,8 @@ def allowed_clips(graph: AckbGraph, clip_filter: ClipFilter | None) -> set[str] 
         _require(graph, "Motion", clip_filter.motion)
         allowed &= {c for c, m in graph.motion_of_clip.items() if m == clip_filter.motion}
     if clip_filter.approved_only:
-        allowed &= set(_judgements_by_clip(graph)["approved"])
+        allowed &= set(graph.judgements_by_clip["approved"])
     return allowed
-
-
-# graph -> {status: {clip id: [selling point ids]}}; keyed by id() with a weak reference, because
-# AckbGraph (a mutable dataclass) is unhashable. Same lifetime rules as AckbGraph's cached properties.
-_JUDGEMENTS: dict[int, tuple[weakref.ref, dict[str, dict[str, list[str]]]]] = {}
-
-
-def _judgements_by_clip(graph: AckbGraph) -> dict[str, dict[str, list[str]]]:
-    cached = _JUDGEMENTS.get(id(graph))
-    if cached is not None and cached[0]() is graph:
-        return cached[1]
-    result: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for row in graph.relationships["ILLUSTRATES"]:
-        result[row.get("status") or ""][row["from"]].append(row["to"])
-    frozen = {status: dict(by_clip) for status, by_clip in result.items()}
-    frozen.setdefault("approved", {})
-    frozen.setdefault("rejected", {})
-    key = id(graph)
-    _JUDGEMENTS[key] = (weakref.ref(graph, lambda _, key=key: _JUDGEMENTS.pop(key, None)), frozen)
-    return frozen
 
 
 def words(text: str | None) -> list[str]:
@@ -165,7 +143,7 @@ def explain(query_text: str, clip_row: Row, graph: AckbGraph) -> list[str]:
     motion = _motion_name(graph, graph.motion_of_clip.get(clip_id))
     if motion:
         lines.append(f"motion: {motion}")
-    judgements = _judgements_by_clip(graph)
+    judgements = graph.judgements_by_clip
     approved = judgements["approved"].get(clip_id, [])
     rejected = judgements["rejected"].get(clip_id, [])
     if approved:
