@@ -27,6 +27,7 @@ values survive in the audit trail.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import secrets
@@ -97,7 +98,7 @@ def link_key(source: str, target: str) -> str:
 class Curator:
     """One annotator's writes to the ACKB (`actor` is recorded on every change); uploads go to `media_dir`."""
 
-    def __init__(self, store: GraphStore, actor: str, media_dir: Path, *, media_limits: MediaLimits | None = None) -> None:
+    def __init__(self, store: GraphStore, actor: str, media_dir: Path | None = None, *, media_limits: MediaLimits | None = None) -> None:
         if not isinstance(actor, str) or not actor.strip():
             raise RecordValidationError("the annotator's name (actor) must not be empty", field="actor")
         _check_strings("actor", {"actor": actor})
@@ -105,7 +106,7 @@ class Curator:
             raise RecordValidationError("the annotator's name (actor) must be one short line", field="actor")
         self.store = store
         self.actor = actor.strip()
-        self.media_dir = Path(media_dir)
+        self.media_dir = Path(media_dir) if media_dir is not None else None  # uploads need one
         self.media_limits = media_limits or MediaLimits()
 
     # ---- helpers -------------------------------------------------------------------------------
@@ -234,6 +235,30 @@ class Curator:
 
         return self.store.write(work)
 
+    def propose_links(self, selling_point_id: str, scored_clips: Sequence[tuple[str, float]]) -> int:
+        """Write retrieval results as `proposed` links to one selling point, in one transaction; returns how many.
+
+        Only clips not yet linked to it get a link (score clamped to [0, 1]; not finite counts as 0);
+        an existing link of any status is left exactly as it is, so annotators' judgements survive.
+        Each new link is audited like any other. Unknown ids raise NotFoundError and write nothing.
+        """
+        rows: dict[str, Row] = {}
+        for clip_id, score in scored_clips:
+            if clip_id not in rows:
+                clamped = min(1.0, max(0.0, score)) if math.isfinite(score) else 0.0
+                rows[clip_id] = repo.illustrates.prepare(clip_id, selling_point_id, {"status": "proposed", "score": clamped, "annotator": self.actor})
+
+        def work(tx: Transaction) -> int:
+            written = 0
+            for clip_id, row in rows.items():
+                if repo.illustrates.lock_in(tx, clip_id, selling_point_id) is None:
+                    repo.illustrates.link_in(tx, row)
+                    self._audit(tx, "link", "ILLUSTRATES", link_key(clip_id, selling_point_id), None, row)
+                    written += 1
+            return written
+
+        return self.store.write(work) if rows else 0
+
     def set_link_status(self, clip_id: str, selling_point_id: str, status: str, *, expected_updated_at: str | None = None) -> Row:
         """Judge a link (proposed/approved/rejected) as this annotator; with `expected_updated_at`, only if unchanged since."""
         if status not in ILLUSTRATION_STATUSES:
@@ -300,6 +325,8 @@ class Curator:
                 "CreativeClip", "id", "an uploaded clip's id names its file: letters, digits, '.', '_' and '-' only, not starting with '.'"
             )
         repo.clips.prepare_create(own)  # refuse a bad caption/id before the slow measurement
+        if self.media_dir is None:
+            raise RecordValidationError("this Curator was given no media folder to upload into", field="file")
         folder = self.media_dir / CLIP_DIR
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"{own['id']}{suffix}"

@@ -14,13 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from pydantic import ValidationError
 
-from kb.audit import record_audit
-from kb.records import REL_RECORDS
-from kb.repository import RecordValidationError, validation_message
-from kb.store import GraphStore, NotFoundError, Row, Transaction
-from kb.timestamps import utc_now
+from kb.store import GraphStore, NotFoundError, Row
 from retrieval.graph import AckbGraph
 from retrieval.index import ClipIndex
 
@@ -197,64 +192,8 @@ def propose_links(
     results: Sequence[RetrievedClip],
     annotator: str = "sar-model",
 ) -> int:
-    """Write `results` as proposed ILLUSTRATES links to the selling point, in one transaction.
+    """Write `results` as proposed ILLUSTRATES links to the selling point (through the Curator, audited as
+    `annotator`); existing links keep their status. Returns how many were written."""
+    from kb.curation import Curator  # here, not at the top: kb.curation loads OpenCV, which a search never needs
 
-    Only clips not yet linked to that selling point get a link (status "proposed", the score clamped
-    to [0, 1]); an existing link of any status is left exactly as it is. Each new link gets an audit row
-    (actor `annotator`) in the same transaction. Returns how many were written.
-    Unknown selling point or clip ids raise NotFoundError and write nothing.
-    """
-    from kb.curation import link_key  # here, not at the top: kb.curation loads OpenCV, which a search never needs
-
-    now = utc_now()
-    candidates: dict[str, Row] = {}
-    for result in results:
-        if result.clip_id in candidates:
-            continue
-        score = float(result.score)
-        score = 0.0 if not np.isfinite(score) else min(1.0, max(0.0, score))
-        properties = {"status": PROPOSED, "score": score, "annotator": annotator, "updated_at": now}
-        try:
-            REL_RECORDS["ILLUSTRATES"].model_validate({"from": result.clip_id, "to": selling_point_id, **properties})
-        except ValidationError as exc:
-            raise RecordValidationError(f"invalid ILLUSTRATES: {validation_message(exc)}") from None
-        candidates[result.clip_id] = {"clip": result.clip_id, **properties}
-    if not candidates:
-        return 0
-
-    def work(tx: Transaction) -> int:
-        if not tx.run("MATCH (s:SellingPoint {id: $id}) RETURN s.id AS id", id=selling_point_id):
-            raise NotFoundError(f"no SellingPoint with id {selling_point_id!r}")
-        ids = list(candidates)
-        present = {r["id"] for r in tx.run("UNWIND $ids AS i MATCH (c:CreativeClip {id: i}) RETURN c.id AS id", ids=ids)}
-        unknown = [c for c in ids if c not in present]
-        if unknown:
-            raise NotFoundError(
-                f"no CreativeClip with id {', '.join(map(repr, unknown[:5]))}" + (" ..." if len(unknown) > 5 else "")
-            )
-        linked = {
-            r["id"]
-            for r in tx.run(
-                "MATCH (c:CreativeClip)-[:ILLUSTRATES]->(:SellingPoint {id: $sp}) RETURN c.id AS id", sp=selling_point_id
-            )
-        }
-        written = 0
-        for clip_id in ids:
-            if clip_id in linked:
-                continue
-            row = candidates[clip_id]
-            # MERGE + ON CREATE: even a link created concurrently after our read is never overwritten
-            tx.run(
-                "MATCH (c:CreativeClip {id: $clip}), (s:SellingPoint {id: $sp}) "
-                "MERGE (c)-[r:ILLUSTRATES]->(s) "
-                "ON CREATE SET r.status = $status, r.score = $score, r.annotator = $annotator, r.updated_at = $updated_at",
-                sp=selling_point_id,
-                **row,
-            )
-            after = {"from": clip_id, "to": selling_point_id, **{k: v for k, v in row.items() if k != "clip"}}
-            record_audit(tx, actor=annotator, action="link", entity_label="ILLUSTRATES",
-                         entity_id=link_key(clip_id, selling_point_id), before=None, after=after)  # fmt: skip
-            written += 1
-        return written
-
-    return store.write(work)
+    return Curator(store, annotator).propose_links(selling_point_id, [(r.clip_id, float(r.score)) for r in results])
