@@ -48,6 +48,7 @@ from generation.demo_training import (
     train_denoiser,
     train_vae,
     training_clips,
+    training_content_hash,
     training_data_hash,
     write_tokenizer,
 )
@@ -117,6 +118,12 @@ def read_card(out_dir: Path) -> dict[str, Any] | None:
         return None
 
 
+def shipped_fits(content_hash: str, config: DemoBackboneConfig) -> bool:
+    """True when the shipped backbone was trained on these clip ids and prompts with this config (bytes aside)."""
+    card = read_card(SHIPPED_DIR)
+    return card is not None and card.get("content_hash") == content_hash and card.get("config") == config.to_dict()
+
+
 def up_to_date(out_dir: Path, data_hash: str, config: DemoBackboneConfig) -> bool:
     """True when `out_dir` is a loadable pipeline folder trained on this data with this config."""
     card = read_card(out_dir)
@@ -165,8 +172,8 @@ def train_demo_backbone(
     data_hash = training_data_hash(clips)
     if not force and up_to_date(out_dir, data_hash, config):
         return out_dir
-    if not force and out_dir.resolve() != SHIPPED_DIR and up_to_date(SHIPPED_DIR, data_hash, config):
-        (progress or (lambda message: None))(f"installing the shipped demo backbone ({SHIPPED_DIR}): same clips, same options")
+    if not force and out_dir.resolve() != SHIPPED_DIR and shipped_fits(training_content_hash(clips), config):
+        (progress or (lambda message: None))(f"installing the shipped demo backbone ({SHIPPED_DIR}): same clips and prompts, same options")
         return install_folder(SHIPPED_DIR, out_dir)
     if len(clips) < 2:
         raise DemoTrainingError(
@@ -269,6 +276,7 @@ def _card(
         "statement": STATEMENT,
         "created_at": utc_now(),
         "data_hash": data_hash,  # of the training clips, prompts and video bytes (generation.demo_training.training_data_hash)
+        "content_hash": training_content_hash(clips),  # clip ids and prompts only (generation.demo_training.training_content_hash)
         "config": config.to_dict(),
         "clips": {"train": len(clips) - len(range(0, len(clips), HELD_OUT_EVERY)), "held_out": len(range(0, len(clips), HELD_OUT_EVERY))},
         "vae": {

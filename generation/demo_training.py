@@ -98,6 +98,19 @@ def training_data_hash(clips: Sequence[TrainingClip]) -> str:
     return digest.hexdigest()
 
 
+def training_content_hash(clips: Sequence[TrainingClip]) -> str:
+    """SHA-256 over the clip ids and prompts only: what the demo's spec decides.
+
+    The demo clips' bytes depend on the video encoder's version as well as on the spec, so the shipped
+    demo backbone is matched by this hash (a fresh install may encode the same clips to other bytes);
+    a folder trained here is matched by `training_data_hash`, which also covers the bytes.
+    """
+    digest = hashlib.sha256()
+    for clip in clips:
+        digest.update(json.dumps([clip.clip_id, clip.prompt, clip.negative_prompt]).encode() + b"\n")
+    return digest.hexdigest()
+
+
 def load_frames(clips: Sequence[TrainingClip], frames: int, size: int) -> torch.Tensor:
     """(N, F, 3, size, size) float frames in [-1, 1], read as the motion prior reads a reference."""
     return torch.stack([read_reference(clip.video, frames, size, size) for clip in clips])

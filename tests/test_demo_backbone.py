@@ -28,7 +28,14 @@ from generation.demo_backbone import (
     read_card,
     train_demo_backbone,
 )  # fmt: skip
-from generation.demo_training import learn_merges, training_clips, training_data_hash, write_tokenizer
+from generation.demo_training import (
+    TrainingClip,
+    learn_merges,
+    training_clips,
+    training_content_hash,
+    training_data_hash,
+    write_tokenizer,
+)
 from generation.pipeline import generate_frames
 from kdcvg.config import Settings, load_settings
 
@@ -98,6 +105,7 @@ def test_card_records_data_config_measurements_and_what_the_model_is(
     card = read_card(trained)
     assert card is not None
     assert card["data_hash"] == training_data_hash(training_clips(load_graph(settings), max_clips=5))
+    assert card["content_hash"] == training_content_hash(training_clips(load_graph(settings), max_clips=5))
     assert card["config"]["steps"] == 30 and card["config"]["seed"] == 3 and card["config"]["max_clips"] == 5
     assert card["clips"] == {"train": 4, "held_out": 1}
     assert "not a real text-to-video model" in card["statement"]
@@ -247,3 +255,15 @@ def test_tokenizer_keeps_every_prompt_word_whole_and_within_the_context(
         assert "camera</w>" in tokens and "motion</w>" in tokens  # the motion phrase, at the end, survives
     unseen = tokenizer("Zorblax 3000 keeps tea warm").input_ids
     assert tokenizer.decode(unseen, skip_special_tokens=True).replace(" ", "") == "zorblax3000keepsteawarm"
+
+
+def test_the_shipped_backbone_is_matched_by_ids_and_prompts_not_by_encoder_bytes(tmp_path: Path) -> None:
+    """Another ffmpeg may encode the same demo clips to other bytes: that must not force a 25-minute retrain."""
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"first encoding")
+    clips = [TrainingClip("clip-1", video, "a bottle, zoom in", "blurry")]
+    data, content = training_data_hash(clips), training_content_hash(clips)
+    video.write_bytes(b"another encoder's bytes")
+    assert training_data_hash(clips) != data and training_content_hash(clips) == content
+    renamed = [TrainingClip("clip-1", video, "a bottle, pan left", "blurry")]
+    assert training_content_hash(renamed) != content  # other prompts: another model
