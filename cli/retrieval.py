@@ -25,9 +25,9 @@ def _checkpoint_root() -> Path:
 
 def _graph_and_features() -> tuple[Any, dict]:
     """The whole ACKB from the store and its (cached) features."""
+    from kb.graph import graph_from_store
     from retrieval.clip_image import clip_encoder_from_settings
     from retrieval.features import TextEncoder, build_features
-    from retrieval.graph import graph_from_store
 
     config = settings()
     with opened_store(read_only=True) as store:
@@ -74,8 +74,8 @@ def train(
     if_changed: Annotated[bool, typer.Option("--if-changed", help="Skip if the latest checkpoint has this data and config.")] = False,
 ) -> None:
     """Train the heterogeneous GAT on the ACKB and save a versioned checkpoint with its index."""
-    from retrieval.graph import split_by_selling_point
     from retrieval.sar import SarRetriever
+    from retrieval.split import split_by_selling_point
     from retrieval.train import SarConfig, held_out_metrics, train_sar
 
     graph, features = _graph_and_features()
@@ -105,8 +105,8 @@ def feedback(
     """Refine the latest checkpoint with REINFORCE on alignment, motion and annotators' judgements."""
     from retrieval.checkpoint import load_checkpoint
     from retrieval.feedback import FeedbackConfig, refine_with_feedback
-    from retrieval.graph import Split
     from retrieval.sar import SarRetriever
+    from retrieval.split import Split
     from retrieval.train import held_out_metrics
 
     graph, features = _graph_and_features()
@@ -138,9 +138,9 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON.")] = False,
 ) -> None:
     """Recall@1/5/10, NDCG@10, MRR on held-out selling points: baselines, GAT, GAT+RL."""
+    from kb.graph import graph_from_store
     from retrieval.evaluate import evaluate_directory, evaluate_graph, format_table
     from retrieval.features import TextEncoder
-    from retrieval.graph import graph_from_store
     from retrieval.rankers import learned_rankers
 
     config = settings()

@@ -30,9 +30,9 @@ from generation.backbones import BackboneFamily
 from generation.generator import Generator
 from generation.pipeline import MAX_FRAMES, MAX_SIZE, METHODS, MIN_SIZE, SIZE_MULTIPLE, GenerationError, validate_request
 from generation.prompt import resolve_selling_point
+from kb.graph import AckbGraph
 from kdcvg.errors import BadInputError, KdcvgError
 from retrieval.api import MAX_K
-from retrieval.graph import AckbGraph
 
 
 class BatchError(BadInputError):

@@ -52,10 +52,10 @@ from generation.demo_training import (
     training_data_hash,
     write_tokenizer,
 )
+from kb.graph import AckbGraph, graph_from_store
 from kb.store import open_store
 from kb.timestamps import utc_now
 from kdcvg.config import Settings
-from retrieval.graph import AckbGraph, graph_from_store
 
 CARD = "card.json"
 # The default training run's result on the default demo ACKB, trained by this module (2026-11-25, 24 min

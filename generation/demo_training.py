@@ -39,8 +39,8 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from generation.motion_prior import read_reference
 from generation.prompt import build_prompt
+from kb.graph import AckbGraph
 from kdcvg.errors import BadInputError
-from retrieval.graph import AckbGraph
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 MAX_TOKENS = 77  # CLIP's context length, what the pipeline pads and truncates to

@@ -63,9 +63,9 @@ from generation.metrics import (
 from generation.motion_prior import read_reference
 from generation.pipeline import generate_frames, validate_request, write_mp4
 from generation.prompt import ARTEFACT_TERMS
+from kb.graph import AckbGraph
 from kdcvg.errors import BadInputError
 from retrieval.clip_image import OpenClipEncoder
-from retrieval.graph import AckbGraph
 
 METRICS = (
     "text_video_alignment", "motion_fidelity", "temporal_consistency", "dynamic_degree", "motion_smoothness",

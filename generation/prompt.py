@@ -35,9 +35,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kb.graph import AckbGraph
 from kb.store import NotFoundError, Row
 from kdcvg.errors import BadInputError
-from retrieval.graph import AckbGraph
 
 # Words that end a caption's opening camera phrase ("Camera pans left across", "Still shot of").
 MOTION_LINKS: tuple[str, ...] = ("on", "of", "from", "across", "over", "along", "around", "showing")

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kb.graph import AckbGraph
 from kb.migrate import ensure_up_to_date
 from kb.store import open_store
 from kdcvg.config import Settings, load_settings
 from kdcvg.errors import BadInputError, MissingFileError, NotFoundError
 from retrieval.checkpoint import read_meta
 from retrieval.features import TextEncoder
-from retrieval.graph import AckbGraph
 from retrieval.index import ClipIndex
 from retrieval.service import ClipFilter, RetrievedClip, rank
 from retrieval.serving import ServingSar, open_bundle

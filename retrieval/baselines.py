@@ -17,8 +17,9 @@ from typing import TypeAlias
 
 import numpy as np
 
+from kb.graph import AckbGraph
 from retrieval.features import node_text
-from retrieval.graph import AckbGraph, Split
+from retrieval.split import Split
 
 Ranker: TypeAlias = Callable[[AckbGraph, dict[str, np.ndarray], Split, Sequence[str]], np.ndarray]
 

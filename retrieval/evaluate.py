@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from kb.graph import AckbGraph, graph_from_directory
 from kdcvg.errors import BadInputError
 from retrieval.baselines import Ranker, bm25_scores, popularity_scores, random_scores, sentence_cosine_scores
 from retrieval.features import TextEncoder, build_features
-from retrieval.graph import AckbGraph, Split, graph_from_directory, split_by_selling_point
 from retrieval.metrics import DEFAULT_KS, NDCG_K, ranking_metrics
+from retrieval.split import Split, split_by_selling_point
 
 
 class NothingToEvaluateError(BadInputError):

@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from kb.graph import KNOWLEDGE_LABELS, AckbGraph
 from kb.schema import MOTION_DESCRIPTORS
 from kdcvg.errors import MissingFileError
-from retrieval.graph import KNOWLEDGE_LABELS, AckbGraph
 
 if TYPE_CHECKING:
     from retrieval.bert_numpy import NumpyBert

@@ -24,9 +24,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from retrieval.graph import AckbGraph, Split
+from kb.graph import AckbGraph
 from retrieval.hetero import CLIP, SP, to_heterodata
 from retrieval.model import SarGAT
+from retrieval.split import Split
 from retrieval.train import seeded, torch_threads
 
 

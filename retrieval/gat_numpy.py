@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.graph import EMBEDDED_LABELS
+from retrieval import EMBEDDED_LABELS
 
 EdgeType = tuple[str, str, str]
 GAT_PARAMETERS = frozenset({"att", "bias", "lin_l.weight", "lin_l.bias", "lin_r.weight", "lin_r.bias"})

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from kb.graph import KNOWLEDGE_LABELS, KNOWLEDGE_RELATIONSHIPS, AckbGraph
 from kb.schema import rel_type
-from retrieval.graph import KNOWLEDGE_LABELS, KNOWLEDGE_RELATIONSHIPS, AckbGraph
 from retrieval.pyg import HeteroData
 
 CLIP = "CreativeClip"

@@ -14,7 +14,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from retrieval.graph import EMBEDDED_LABELS
+from retrieval import EMBEDDED_LABELS
 from retrieval.pyg import GATv2Conv, HeteroConv, HeteroData
 
 OUTPUT_TYPES = EMBEDDED_LABELS

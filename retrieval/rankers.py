@@ -12,11 +12,12 @@ from dataclasses import replace
 
 import numpy as np
 
+from kb.graph import AckbGraph
 from retrieval.baselines import Ranker
 from retrieval.feedback import FeedbackConfig, refine_with_feedback
-from retrieval.graph import AckbGraph, Split
 from retrieval.model import SarGAT
 from retrieval.sar import SarRetriever
+from retrieval.split import Split
 from retrieval.train import SarConfig, train_sar
 
 

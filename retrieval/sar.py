@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kb.graph import AckbGraph
 from kdcvg.errors import BadInputError, NotFoundError
 from retrieval.features import TextEncoder
-from retrieval.graph import AckbGraph
 from retrieval.hetero import CLIP, SP, to_heterodata
 from retrieval.model import SarGAT
 from retrieval.pyg import HeteroData

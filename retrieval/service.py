@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kb.graph import AckbGraph
 from kb.store import GraphStore, NotFoundError, Row
-from retrieval.graph import AckbGraph
 from retrieval.index import ClipIndex
 
 CLIP = "CreativeClip"

@@ -31,12 +31,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from kb.graph import KNOWLEDGE_LABELS, KNOWLEDGE_RELATIONSHIPS, AckbGraph, graph_from_store
 from kb.schema import AUDIT_LABEL, rel_type
 from kb.store import GraphStore, Transaction
 from kdcvg.errors import BadInputError, NotFoundError
 from retrieval.features import TextEncoder
 from retrieval.gat_numpy import EdgeType, NumpySarGAT, edge_key
-from retrieval.graph import KNOWLEDGE_LABELS, KNOWLEDGE_RELATIONSHIPS, AckbGraph, graph_from_store
 from retrieval.index import ClipIndex
 
 if TYPE_CHECKING:

@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from retrieval.graph import AckbGraph, Split
+from kb.graph import AckbGraph
 from retrieval.hetero import CLIP, SP, approved_illustrates, edge_types, set_illustrates, to_heterodata
 from retrieval.model import SarGAT
+from retrieval.split import Split
 
 
 @dataclass

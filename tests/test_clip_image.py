@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from kb.demo.build import build_demo_ackb
+from kb.graph import graph_from_directory
 from kdcvg.config import ConfigError, load_settings
 from retrieval.clip_image import OpenClipEncoder, clip_encoder_from_settings
 from retrieval.features import VISUAL_DIM, TextEncoder, build_features
 from retrieval.feedback import FeedbackConfig, alignment_matrix, reward_matrix
-from retrieval.graph import graph_from_directory
 from retrieval.hetero import to_heterodata
 
 TINY = "KdcvgTinyClip"

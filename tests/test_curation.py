@@ -11,6 +11,7 @@ from kb import repository as repo
 from kb.audit import AuditEvent, count_audit, list_audit
 from kb.curation import CLIP_DIR, CURATED_LABELS, Curator
 from kb.demo.clips import render_clip
+from kb.graph import graph_from_store
 from kb.interchange import import_ackb
 from kb.motion import measure_motion
 from kb.records import MAX_TEXT
@@ -18,7 +19,6 @@ from kb.repository import RecordValidationError, StaleWriteError
 from kb.schema import MOTION_DESCRIPTORS
 from kb.store import ConflictError, GraphStore, NotFoundError
 from retrieval.feedback import judgement_matrix
-from retrieval.graph import graph_from_store
 from retrieval.hetero import CLIP, SP
 from tests.conftest import snapshot
 

@@ -20,11 +20,11 @@ from generation.evaluate import (
 )
 from generation.generator import Generator
 from generation.metrics import CLIP_UNAVAILABLE, motion_magnitude, motion_smoothness, temporal_consistency, text_video_alignment
+from kb.graph import AckbGraph, graph_from_store
 from kb.store import open_store
 from kdcvg.config import Settings
 from retrieval.checkpoint import load_checkpoint
 from retrieval.clip_image import OpenClipEncoder
-from retrieval.graph import AckbGraph, graph_from_store
 from tests.conftest import generated_state, kdcvg_in
 
 LEAK, ANC = "sp-thermopeak-insulated-bottle-leak-proof", "sp-airbeat-wireless-earbuds-anc"

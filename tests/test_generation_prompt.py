@@ -9,9 +9,9 @@ import pytest
 
 from generation.prompt import ARTEFACT_TERMS, TEMPLATE_WORDS, PromptPlan, build_prompt, caption_scene
 from kb.demo.build import build_rows, plan_clips, select_products
+from kb.graph import AckbGraph, graph_from_directory
 from kb.interchange import write_ackb
 from kb.store import NotFoundError
-from retrieval.graph import AckbGraph, graph_from_directory
 
 PRODUCTS = ["aquasonic-electric-toothbrush", "hydraglow-sheet-mask"]
 TOOTHBRUSH = "prod-aquasonic-electric-toothbrush"

@@ -10,10 +10,10 @@ import pytest
 from generation.prompt import build_prompt
 from generation.provenance import record_generation
 from kb.demo.build import build_rows, plan_clips, select_products
+from kb.graph import graph_from_directory, graph_from_store
 from kb.interchange import export_ackb, import_ackb, read_ackb, write_ackb
 from kb.repository import RecordValidationError
 from kb.store import ConflictError, GraphStore, NotFoundError
-from retrieval.graph import graph_from_directory, graph_from_store
 from tests.conftest import snapshot
 
 TOOTHBRUSH = "prod-aquasonic-electric-toothbrush"

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from kb.demo.build import build_demo_ackb, build_rows, plan_clips, select_products
+from kb.graph import AckbGraph, graph_from_directory
 from kb.interchange import write_ackb
 from retrieval.baselines import bm25_scores, popularity_scores, random_scores, sentence_cosine_scores
 from retrieval.evaluate import (
@@ -27,8 +28,8 @@ from retrieval.evaluate import (
     relevant_clips,
 )
 from retrieval.features import TextEncoder, build_features, node_text
-from retrieval.graph import AckbGraph, Split, graph_from_directory, split_by_selling_point
 from retrieval.metrics import ranking_metrics
+from retrieval.split import Split, split_by_selling_point
 
 SMALL_PRODUCTS = ["aquasonic-electric-toothbrush", "thermopeak-insulated-bottle", "airbeat-wireless-earbuds"]
 BASELINES = ["random", "popularity", "bm25", "sentence-cosine"]

@@ -7,18 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kb.graph import KNOWLEDGE_LABELS, KNOWLEDGE_RELATIONSHIPS, AckbGraph, graph_from_directory, graph_from_store
 from kb.interchange import import_ackb
 from kb.stats import ackb_stats
 from kb.store import GraphStore, NotFoundError
 from retrieval.features import VISUAL_DIM, TextEncoder, build_features, node_text
-from retrieval.graph import (
-    KNOWLEDGE_LABELS,
-    KNOWLEDGE_RELATIONSHIPS,
-    AckbGraph,
-    graph_from_directory,
-    graph_from_store,
-    split_by_selling_point,
-)
+from retrieval.split import split_by_selling_point
 
 
 @pytest.fixture(scope="session")

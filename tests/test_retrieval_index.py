@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from kb.audit import list_audit
+from kb.graph import AckbGraph, graph_from_directory, graph_from_store
 from kb.interchange import import_ackb
 from kb.repository import illustrates
 from kb.store import GraphStore, NotFoundError
-from retrieval.graph import AckbGraph, graph_from_directory, graph_from_store
 from retrieval.index import EMBEDDINGS_FILE, IDS_FILE, INDEX_FILE, MAX_K, ClipIndex
 from retrieval.service import ClipFilter, RetrievedClip, allowed_clips, explain, propose_links, rank
 

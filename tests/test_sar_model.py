@@ -10,13 +10,14 @@ import pytest
 import torch
 
 from kb.demo.build import build_demo_ackb
+from kb.graph import graph_from_directory
 from retrieval.checkpoint import load_checkpoint, save_checkpoint
 from retrieval.features import TextEncoder, build_features
 from retrieval.feedback import FeedbackConfig, refine_with_feedback
-from retrieval.graph import graph_from_directory, split_by_selling_point
 from retrieval.hetero import ILLUSTRATES, REV_ILLUSTRATES, to_heterodata
 from retrieval.rankers import learned_rankers
 from retrieval.sar import SarRetriever
+from retrieval.split import split_by_selling_point
 from retrieval.train import SarConfig, build_model, held_out_metrics, random_recall, train_sar
 
 PRODUCTS = ["aquasonic-electric-toothbrush", "brightmint-whitening-toothpaste", "airbeat-wireless-earbuds", "studiomax-headphones"]

@@ -1,10 +1,10 @@
-"""An ACKB subgraph in memory, read from the store (in batches) or from an interchange directory.
+"""The ACKB's read model: a subgraph in memory, read from the store (in batches) or from an interchange directory.
 
-`AckbGraph` is what every SAR part works on: rows per label and per relationship type (exactly
-as stored), index maps from ids to row positions, edge arrays, and a content hash that keys
-caches. `split_by_selling_point` makes the held-out split the evaluation uses.
+`AckbGraph` is what retrieval and generation read the knowledge through: rows per label and per
+relationship type (exactly as stored), index maps from ids to row positions, edge arrays, and a
+content hash that keys caches.
 
-SAR's graph is the knowledge only (`KNOWLEDGE_LABELS`, `KNOWLEDGE_RELATIONSHIPS`): what generation
+The graph is the knowledge only (`KNOWLEDGE_LABELS`, `KNOWLEDGE_RELATIONSHIPS`): what generation
 records about its own outputs (GeneratedVideo, REFERENCED, GENERATED_FOR) and operational history
 (AuditEvent, SchemaMigration) are left out, so generating a video changes neither the content
 hash nor the features, the index or the model.
@@ -13,7 +13,6 @@ hash nor the features, the index or the model.
 from __future__ import annotations
 
 import hashlib
-import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -32,7 +31,6 @@ PAGE = 5_000
 # Allow-lists: a label or relationship type added to the schema reaches SAR only when listed here.
 KNOWLEDGE_LABELS: tuple[str, ...] = ("Category", "Product", "SellingPoint", "CreativeClip", "Motion")
 KNOWLEDGE_RELATIONSHIPS: tuple[str, ...] = ("IN_CATEGORY", "HAS_SELLING_POINT", "ILLUSTRATES", "FEATURES", "HAS_MOTION")
-EMBEDDED_LABELS: tuple[str, ...] = ("SellingPoint", "CreativeClip")  # what the SAR model embeds into one space
 
 
 @dataclass
@@ -222,35 +220,3 @@ def graph_from_store(
         return AckbGraph(nodes, relationships, media_dir)
 
     return store.read(work)
-
-
-@dataclass(frozen=True)
-class Split:
-    """Selling points whose approved clips train the model, and those held out to evaluate it."""
-
-    train: list[str]
-    test: list[str]
-
-
-def split_by_selling_point(graph: AckbGraph, *, test_fraction: float = 0.2, seed: int = 0) -> Split:
-    """Hold out about `test_fraction` of each product's selling points that have approved clips.
-
-    Per product, so every product keeps training selling points (retrieval for a new selling point
-    of a known product is the use case); deterministic for a seed.
-    """
-    if not 0 < test_fraction < 1:
-        raise BadInputError(f"test_fraction must be between 0 and 1, got {test_fraction}")
-    approved = graph.judgements("approved")
-    by_product: dict[str, list[str]] = defaultdict(list)
-    for sp in graph.ids("SellingPoint"):
-        by_product[graph.product_of_selling_point.get(sp, "")].append(sp)
-    rng = random.Random(seed)
-    test: set[str] = set()
-    for product in sorted(by_product):
-        eligible = [sp for sp in by_product[product] if approved.get(sp)]
-        if len(eligible) < 2:
-            continue
-        count = max(1, round(len(eligible) * test_fraction))
-        test.update(rng.sample(eligible, min(count, len(eligible) - 1)))
-    ordered = graph.ids("SellingPoint")
-    return Split([sp for sp in ordered if sp not in test], [sp for sp in ordered if sp in test])
