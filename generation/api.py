@@ -30,7 +30,7 @@ from generation.prompt import PromptPlan, build_prompt, resolve_selling_point
 from generation.provenance import record_generation
 from generation.reference_cache import ReferenceCache
 from generation.rewrite import PromptRewriter, rewrite_plan, rewriter_from_settings
-from kb.store import open_store
+from kb.store import GraphStore, open_store
 from kdcvg.config import Settings, load_settings
 from retrieval.api import LoadedSar, load_sar, retrieve_for_selling_point
 
@@ -82,6 +82,7 @@ def generate(
     rewriter: PromptRewriter | None = None,
     motion_lora: str | Path | None = None,
     motion_lora_scale: float = 1.0,
+    store: GraphStore | None = None,
 ) -> GenerationResult:
     """Generate a video for `product_id`'s `selling_point` (id or exact text); deterministic for a seed.
 
@@ -97,6 +98,8 @@ def generate(
     `motion_lora`: a trained motion LoRA's `.safetensors` path, or "auto" for the newest one trained on
     the best reference clip for this backbone (`kdcvg generation train-motion-lora`), applied at
     `motion_lora_scale`; None: no LoRA.
+    `store`: the open store to read SAR's knowledge from and record provenance in (the app passes its
+    shared one, so a generation does not hold it for its whole length); None opens the configured one.
     """
     motion_strength = resolve_strength(motion_prior, motion_strength)
     if not 0.0 <= float(ip_adapter_scale) <= 1.0:
@@ -106,7 +109,7 @@ def generate(
     started = time.perf_counter()
 
     # 1. Knowledge: the selling point, and SAR's best clips for it.
-    loaded = sar or load_sar(settings)
+    loaded = sar or load_sar(settings, store=store)
     sp = resolve_selling_point(loaded.graph, product_id, selling_point)
     results = retrieve_for_selling_point(sp["id"], k=k, loaded=loaded)
     if not results:
@@ -184,9 +187,9 @@ def generate(
     if scratch_dir is not None:
         return GenerationResult(video_id, video_path, sidecar, plan, references, parameters, timings)
     try:
-        with open_store(settings) as store:
+        with nullcontext(store) if store is not None else open_store(settings) as target:
             record_generation(
-                store, video_id=video_id, video_path=relative, model_id=model_id, prompt_plan=plan, seed=seed,
+                target, video_id=video_id, video_path=relative, model_id=model_id, prompt_plan=plan, seed=seed,
                 parameters=parameters, timings=timings, selling_point_id=sp["id"], reference_clip_ids=references,
             )  # fmt: skip
     except BaseException:

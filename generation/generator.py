@@ -15,6 +15,7 @@ from typing import Any
 from generation.api import GenerationResult, generate, load_pipeline
 from generation.backbones import BackboneError
 from generation.rewrite import rewriter_from_settings
+from kb.store import GraphStore
 from kdcvg.config import Settings, load_settings
 from retrieval.api import load_sar
 
@@ -35,11 +36,12 @@ def require_model_dir(model_dir: Path) -> Path:
 class Generator:
     """The configured backbone and SAR, loaded once; `generate` runs one request with them."""
 
-    def __init__(self, model_dir: Path, settings: Settings | None = None) -> None:
+    def __init__(self, model_dir: Path, settings: Settings | None = None, *, store: GraphStore | None = None) -> None:
         self.settings = settings or load_settings()
+        self.store = store  # None: each generation opens the configured store to record its provenance
         self.model_dir = require_model_dir(model_dir)
         started = time.perf_counter()
-        self.sar = load_sar(self.settings)  # first: a missing SAR checkpoint fails before the heavy load
+        self.sar = load_sar(self.settings, store=store)  # first: a missing SAR checkpoint fails before the heavy load
         self.rewriter = rewriter_from_settings(self.settings)  # a misconfigured prompt LLM fails early too
         loaded_sar = time.perf_counter()
         self.pipe = load_pipeline(self.model_dir, self.settings)
@@ -51,5 +53,5 @@ class Generator:
         """`generation.api.generate` with the loaded backbone and SAR (options: k, seed, motion_strength, ...)."""
         return generate(
             product_id, selling_point, model_dir=self.model_dir, settings=self.settings,
-            pipe=self.pipe, sar=self.sar, scratch_dir=scratch_dir, rewriter=self.rewriter, **options,
+            pipe=self.pipe, sar=self.sar, scratch_dir=scratch_dir, rewriter=self.rewriter, store=self.store, **options,
         )  # fmt: skip

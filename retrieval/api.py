@@ -13,13 +13,14 @@ imports torch.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kb.graph import AckbGraph
 from kb.migrate import ensure_up_to_date
-from kb.store import open_store
+from kb.store import GraphStore, open_store
 from kdcvg.config import Settings, load_settings
 from kdcvg.errors import BadInputError, MissingFileError, NotFoundError
 from retrieval.checkpoint import read_meta
@@ -41,17 +42,20 @@ class LoadedSar:
     meta: dict[str, Any]
 
 
-def load_sar(settings: Settings | None = None, checkpoint: Path | None = None) -> LoadedSar:
-    """The checkpoint served on the store's knowledge (read-only), with the configured text encoder."""
+def load_sar(settings: Settings | None = None, checkpoint: Path | None = None, *, store: GraphStore | None = None) -> LoadedSar:
+    """The checkpoint served on the store's knowledge, with the configured text encoder.
+
+    `store`: an open store to read (the app passes its shared one); None opens the configured store read-only.
+    """
     settings = settings or load_settings()
     root = checkpoint or settings.models_dir / "sar"
     if not root.exists():
         raise MissingFileError(f"no SAR checkpoint at {root}: run `kdcvg retrieval train` first")
     meta = read_meta(root)
     encoder = TextEncoder(settings.text_encoder_path)
-    with open_store(settings, read_only=True) as store:
-        ensure_up_to_date(store)
-        bundle = open_bundle(settings, store, meta, encoder)
+    with nullcontext(store) if store is not None else open_store(settings, read_only=True) as source:
+        ensure_up_to_date(source)
+        bundle = open_bundle(settings, source, meta, encoder)
     return LoadedSar(bundle.sar, bundle.index, bundle.graph, bundle.meta)
 
 

@@ -111,14 +111,17 @@ class SharedStore:
 
 
 class LockedStore:
-    """The shared store for code that does slow work between its store calls (an upload's motion measurement).
+    """The shared store for code that does slow work between its store calls.
 
     Each `read`/`write` takes the shared lock for that call alone, so other sessions are served while
-    the caller computes. Offers what kb.curation.Curator uses of a GraphStore.
+    the caller computes (an upload's measurement, SAR's retrieval, a whole generation). Offers what
+    the Curator, SAR's loading and provenance recording use of a GraphStore.
     """
 
     def __init__(self, shared: SharedStore) -> None:
         self.shared = shared
+        self.dialect = shared.settings.store_backend  # which migrations apply
+        self.read_only = False
 
     def read(self, work: Callable[[Transaction], T]) -> T:
         with self.shared.use() as store:

@@ -97,10 +97,11 @@ def page() -> None:
         size = third.select_slider("Size (pixels)", [64, 128, 256, 512], 64, key="gen_size")
     if st.button("Generate", type="primary", key="gen_run"):
         try:
-            with st.spinner("Retrieving references and generating…"), shared.released() as settings:
+            with st.spinner("Retrieving references and generating…"):  # the store is locked per read and write only
                 result = generate(
                     product["id"], point["id"], model_dir=models[model], k=int(k), seed=int(seed), motion_strength=float(strength),
-                    num_frames=int(frames), height=int(size), width=int(size), steps=int(steps), settings=settings,
+                    num_frames=int(frames), height=int(size), width=int(size), steps=int(steps), settings=shared.settings,
+                    store=shared.per_call(),
                 )  # fmt: skip
         except Exception:  # noqa: BLE001 - generation can fail in many libraries; keep the page, never show server paths
             reference = secrets.token_hex(4)

@@ -36,8 +36,8 @@ def ask_sar(point: Row, k: int) -> None:
     user = state.current_user()
     shared = state.shared_store()
     try:
-        with st.spinner("Retrieving with SAR…"), shared.released() as settings:
-            results = retrieve_for_selling_point(point["id"], k=k, loaded=load_sar(settings))
+        with st.spinner("Retrieving with SAR…"):  # the store is locked per read only
+            results = retrieve_for_selling_point(point["id"], k=k, loaded=load_sar(shared.settings, store=shared.per_call()))
     except (FileNotFoundError, KeyError, ValueError) as exc:
         st.error(md_escape(exc))
         return
