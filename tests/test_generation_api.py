@@ -118,3 +118,12 @@ def test_cogvideox_backbone_end_to_end_skips_the_adapter_and_says_why(mkr_world:
     assert result.parameters["image_conditioning"]["reason"] == "cogvideox backbones do not support IP-Adapter"
     with pytest.raises(GenerationError, match="4·k \\+ 1"):
         generate("prod-thermopeak-insulated-bottle", "Leak-proof lid", model_dir=model, num_frames=8, settings=settings)
+
+
+def test_generate_reads_and_records_through_the_store_it_is_given(mkr_world: tuple[Settings, Path]) -> None:
+    """The app hands its open store in: generate must not open a second handle (Ladybug refuses one in-process)."""
+    settings, model = mkr_world
+    with open_store(settings) as store:
+        result = generate("prod-thermopeak-insulated-bottle", "Leak-proof lid", model_dir=model, seed=11, settings=settings, store=store)
+        recorded = store.query("MATCH (g:GeneratedVideo {id: $id}) RETURN g.seed", {"id": result.video_id}).rows
+    assert recorded == [[11]]
