@@ -15,6 +15,7 @@ from kb.interchange import export_ackb, import_ackb, read_ackb, write_ackb
 from kb.repository import RecordValidationError
 from kb.store import ConflictError, GraphStore, NotFoundError
 from tests.conftest import snapshot
+from tests.videos import write_video
 
 TOOTHBRUSH = "prod-aquasonic-electric-toothbrush"
 SONIC = "sp-aquasonic-electric-toothbrush-sonic-strokes"
@@ -78,6 +79,7 @@ def test_round_trip_node_and_links(loaded: GraphStore, demo_dir: Path) -> None:
 
 def test_export_import_round_trip_is_byte_identical(loaded: GraphStore, demo_dir: Path, media_dir: Path, tmp_path: Path) -> None:
     _record(loaded, demo_dir)
+    write_video(media_dir / "generated" / "gv-0001.mp4")  # the video `kdcvg generate` writes beside its record
     before = snapshot(loaded, media_dir, tmp_path)
     assert b"gv-0001" in before["nodes/GeneratedVideo.jsonl"]
     assert before["relationships/REFERENCED.jsonl"].count(b"\n") == 3
@@ -86,11 +88,13 @@ def test_export_import_round_trip_is_byte_identical(loaded: GraphStore, demo_dir
     export_ackb(loaded, exported, media_dir)
     parsed = read_ackb(exported)
     assert [r["id"] for r in parsed.nodes["GeneratedVideo"]] == ["gv-0001"]
+    assert (exported / "media" / "generated" / "gv-0001.mp4").read_bytes() == (media_dir / "generated" / "gv-0001.mp4").read_bytes()
 
 
 def test_import_into_a_fresh_store_reproduces_it(store: GraphStore, demo_dir: Path, media_dir: Path, tmp_path: Path) -> None:
     import_ackb(store, demo_dir, media_dir)
     _record(store, demo_dir)
+    write_video(media_dir / "generated" / "gv-0001.mp4")
     exported = tmp_path / "exported"
     export_ackb(store, exported, media_dir)
     first = snapshot(store, media_dir, tmp_path)
