@@ -75,7 +75,7 @@ def opened_store(read_only: bool = False, *, migrated: bool = True) -> Iterator[
     A writable store is opened under the writer lock: refused while the curation app runs on it.
     """
     from kb import migrate
-    from kb.store import open_store
+    from kb.backends import open_store
 
     config = settings()
     with nullcontext() if read_only else writer_lock(config), handled_errors(), open_store(config, read_only=read_only) as store:

@@ -244,7 +244,7 @@ def train_motion_lora_command(
     from generation.backbones import backbone_family, load_backbone
     from generation.motion_lora import MotionLoraConfig, lora_root, train_for_clip
     from generation.pipeline import validate_request
-    from kb.store import open_store
+    from kb.backends import open_store
 
     config = settings()
     model_dir = _model_dir(model)

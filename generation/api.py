@@ -30,7 +30,8 @@ from generation.prompt import PromptPlan, build_prompt, resolve_selling_point
 from generation.provenance import record_generation
 from generation.reference_cache import ReferenceCache
 from generation.rewrite import PromptRewriter, rewrite_plan, rewriter_from_settings
-from kb.store import GraphStore, open_store
+from kb.backends import open_store
+from kb.store import GraphStore
 from kdcvg.config import Settings, load_settings
 from retrieval.api import LoadedSar, load_sar, retrieve_for_selling_point
 

@@ -52,8 +52,8 @@ from generation.demo_training import (
     training_data_hash,
     write_tokenizer,
 )
+from kb.backends import open_store
 from kb.graph import AckbGraph, graph_from_store
-from kb.store import open_store
 from kb.timestamps import utc_now
 from kdcvg.config import Settings
 

@@ -223,7 +223,7 @@ def main() -> None:
                 max_db_bytes=_max_db_bytes(settings.ladybug_path),
             )
         else:
-            from kb.store import open_store
+            from kb.backends import open_store
 
             store = open_store(settings, read_only=True)
     except (StoreError, MemoryError) as exc:

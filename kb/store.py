@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 from kdcvg import errors
-from kdcvg.config import Settings
 from kdcvg.errors import BadInputError, KdcvgError, UnavailableError
 
 T = TypeVar("T")
@@ -125,21 +124,3 @@ class GraphStore(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def open_store(settings: Settings, *, read_only: bool = False) -> GraphStore:
-    """Open the store the settings name (Ladybug under the data dir unless Neo4j is configured)."""
-    if settings.store_backend == "neo4j":
-        from kb.neo4j_store import Neo4jStore
-
-        assert settings.neo4j_uri  # Settings validates this
-        return Neo4jStore(
-            settings.neo4j_uri,
-            user=settings.neo4j_user,
-            password=settings.neo4j_password,
-            database=settings.neo4j_database,
-            read_only=read_only,
-        )
-    from kb.ladybug_store import LadybugStore
-
-    return LadybugStore(settings.ladybug_path, read_only=read_only)

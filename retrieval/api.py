@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kb.backends import open_store
 from kb.graph import AckbGraph
 from kb.migrate import ensure_up_to_date
-from kb.store import GraphStore, open_store
+from kb.store import GraphStore
 from kdcvg.config import Settings, load_settings
 from kdcvg.errors import BadInputError, MissingFileError, NotFoundError
 from retrieval.checkpoint import read_meta

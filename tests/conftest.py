@@ -234,7 +234,7 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
 
 def generated_state(settings: Settings) -> tuple[list[str], list[str]]:
     """Files under media/generated and the GeneratedVideo ids: equal states mean nothing was generated or recorded."""
-    from kb.store import open_store
+    from kb.backends import open_store
 
     folder = settings.media_dir / "generated"
     files = sorted(p.name for p in folder.glob("*")) if folder.is_dir() else []

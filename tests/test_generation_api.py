@@ -12,8 +12,9 @@ import pytest
 from generation.api import generate
 from generation.backbones import BackboneError
 from generation.pipeline import GenerationError
+from kb.backends import open_store
 from kb.motion import measure_motion
-from kb.store import NotFoundError, open_store
+from kb.store import NotFoundError
 from kdcvg.config import Settings
 from tests.conftest import generated_state as _generated
 

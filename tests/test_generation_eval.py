@@ -20,8 +20,8 @@ from generation.evaluate import (
 )
 from generation.generator import Generator
 from generation.metrics import CLIP_UNAVAILABLE, motion_magnitude, motion_smoothness, temporal_consistency, text_video_alignment
+from kb.backends import open_store
 from kb.graph import AckbGraph, graph_from_store
-from kb.store import open_store
 from kdcvg.config import Settings
 from retrieval.checkpoint import load_checkpoint
 from retrieval.clip_image import OpenClipEncoder

@@ -17,7 +17,7 @@ from generation.inversion import invert_latents
 from generation.motion_prior import MotionPriorError, encode_reference, inversion_mix, read_reference
 from generation.pipeline import family_call_kwargs, generate_frames, to_uint8
 from generation.reference_cache import ReferenceCache, folder_content_hash
-from kb.store import open_store
+from kb.backends import open_store
 from kdcvg.config import Settings
 from tests.conftest import kdcvg_in
 

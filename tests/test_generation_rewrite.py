@@ -27,7 +27,7 @@ from generation.rewrite import (
     rewriter_from_settings,
 )
 from generation.tiny import write_tiny_causal_lm
-from kb.store import open_store
+from kb.backends import open_store
 from kdcvg.config import Settings
 
 CAPTION = "Slow zoom in on a steel bottle on a kitchen table"

@@ -46,8 +46,8 @@ def test_train_if_changed_is_idempotent(trained: dict[str, str]) -> None:
 def test_a_generated_video_does_not_make_train_if_changed_retrain(trained: dict[str, str]) -> None:
     from generation.prompt import build_prompt
     from generation.provenance import record_generation
+    from kb.backends import open_store
     from kb.graph import graph_from_store
-    from kb.store import open_store
     from kdcvg.config import load_settings
 
     settings = load_settings(environ=trained, config_file=Path(trained["XDG_CONFIG_HOME"]) / "absent.toml")

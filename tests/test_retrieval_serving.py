@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from kb.store import open_store
+from kb.backends import open_store
 from kdcvg.config import Settings, load_settings
 from retrieval.api import load_sar, retrieve
 from retrieval.features import TextEncoder

@@ -23,8 +23,9 @@ from typing import Any, TypeVar
 import streamlit as st
 
 from kb import media_placement, migrate, store_lock
+from kb.backends import open_store
 from kb.migrate import MigrationError
-from kb.store import GraphStore, QueryResult, StoreError, Transaction, open_store
+from kb.store import GraphStore, QueryResult, StoreError, Transaction
 from kdcvg.config import Settings, load_settings
 from ui.auth import User
 from ui.render import md_escape

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from kb.audit import list_audit
-from kb.store import open_store
+from kb.backends import open_store
 from kdcvg.config import load_settings
 from tests.conftest import unavailable
 from ui.browser import CHROMIUM, AppPage, chromium_page, served_app
