@@ -44,9 +44,10 @@ import diffusers
 from diffusers import DiffusionPipeline
 
 from generation.backbones import FAMILIES
-from generation.motion_prior import encode_reference, read_reference
+from generation.motion_prior import encode_reference
 from generation.pipeline import family_call_kwargs, generate_frames, to_uint8
 from generation.reference_cache import ReferenceCache
+from generation.reference_video import read_reference
 from generation.tiny import TINY_ANIMATEDIFF, TINY_COGVIDEOX, assemble_animatediff, assemble_cogvideox
 from kb.demo.clips import render_clip
 

@@ -4,7 +4,7 @@ Why: `generation.demo_backbone` trains a small AnimateDiff-style latent video mo
 minutes, so every piece here is sized for that and seeded for determinism:
 
 - data: one (8-frame clip, prompt, negative prompt) per demo clip. The frames are read exactly as
-  the motion prior reads a reference (`generation.motion_prior.read_reference`: frames evenly over
+  the motion prior reads a reference (`generation.reference_video.read_reference`: frames evenly over
   the whole clip, resized and centre-cropped), and the prompt is what `generation.prompt.build_prompt`
   writes when that clip is the best reference for its own selling point, so prompts and reference
   latents seen at inference are in the training distribution.
@@ -37,8 +37,8 @@ from diffusers import AutoencoderKL, DDPMScheduler, MotionAdapter, UNet2DConditi
 from tokenizers import pre_tokenizers
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from generation.motion_prior import read_reference
 from generation.prompt import build_prompt
+from generation.reference_video import read_reference
 from kb.graph import AckbGraph
 from kdcvg.errors import BadInputError
 

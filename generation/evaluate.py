@@ -60,9 +60,9 @@ from generation.metrics import (
     temporal_consistency,
     text_video_alignment,
 )
-from generation.motion_prior import read_reference
 from generation.pipeline import generate_frames, validate_request, write_mp4
 from generation.prompt import ARTEFACT_TERMS
+from generation.reference_video import read_reference
 from kb.graph import AckbGraph
 from kdcvg.errors import BadInputError
 from retrieval.clip_image import OpenClipEncoder

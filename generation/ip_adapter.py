@@ -23,7 +23,7 @@ import numpy as np
 from diffusers import DiffusionPipeline
 from PIL import Image
 
-from generation.motion_prior import decode_frames
+from generation.reference_video import decode_frames
 from kdcvg.errors import BadInputError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin")

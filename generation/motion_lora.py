@@ -266,7 +266,8 @@ def train_for_clip(
     num_frames: int, height: int, width: int, on_step: Callable[[int, float], None] | None = None,
 ) -> MotionLoraFile:  # fmt: skip
     """Train (or reuse, when the same clip, backbone, options and size were trained before) a clip's motion LoRA."""
-    from generation.motion_prior import encode_reference, read_reference
+    from generation.motion_prior import encode_reference
+    from generation.reference_video import read_reference
 
     size = {"frames": num_frames, "height": height, "width": width}
     key = lora_key(clip, model_dir, config, size, root / "backbone-hashes.json")

@@ -17,15 +17,12 @@ prompt to shape. Three variants:
 - `inversion_mix` is the paper's: the reference inverted along the sampler's ODE
   (`generation.inversion`), mixed with fresh noise by the reference intensity β.
 
-Flow: `read_reference` (mp4 -> (F, 3, H, W) in [-1, 1]) -> `encode_reference` (pipeline VAE ->
+Flow: `generation.reference_video.read_reference` (mp4 -> (F, 3, H, W) in [-1, 1]) -> `encode_reference` (pipeline VAE ->
 latents in the pipeline's layout; cached per clip and backbone by `generation.reference_cache`) -> a mixer.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import cv2
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline
@@ -36,49 +33,7 @@ from kdcvg.errors import BadInputError
 
 
 class MotionPriorError(BadInputError):
-    """The reference cannot be used: unreadable video, bad shapes, or strength out of range."""
-
-
-def decode_frames(video_path: str | Path) -> list[np.ndarray]:
-    """Decode every frame of a video as RGB uint8 (H, W, 3) arrays; MotionPriorError if none decodes."""
-    path = Path(video_path)
-    if not path.is_file():
-        raise MotionPriorError(f"reference video {path} does not exist")
-    capture = cv2.VideoCapture(str(path))
-    frames: list[np.ndarray] = []
-    try:
-        while capture.isOpened():
-            ok, frame = capture.read()
-            if not ok:
-                break
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    finally:
-        capture.release()
-    if not frames:
-        raise MotionPriorError(f"reference video {path} is not a readable video (no frames decoded)")
-    return frames
-
-
-def read_reference(video_path: str | Path, num_frames: int, height: int, width: int) -> torch.Tensor:
-    """Decode a clip, sample `num_frames` evenly over time, resize + centre-crop to (height, width); [-1, 1]."""
-    if num_frames < 1 or height < 1 or width < 1:
-        raise MotionPriorError(f"num_frames, height and width must be positive, got {num_frames}, {height}, {width}")
-    frames = decode_frames(video_path)
-    indices = np.linspace(0, len(frames) - 1, num_frames).round().astype(int)
-    picked = [_resize_crop(frames[i], height, width) for i in indices]
-    video = torch.from_numpy(np.stack(picked)).permute(0, 3, 1, 2).float()
-    return video / 127.5 - 1.0
-
-
-def _resize_crop(frame: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Scale so the frame covers (height, width), then crop the centre."""
-    h, w = frame.shape[:2]
-    scale = max(height / h, width / w)
-    new_h, new_w = max(height, round(h * scale)), max(width, round(w * scale))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    resized = cv2.resize(frame, (new_w, new_h), interpolation=interpolation)
-    top, left = (new_h - height) // 2, (new_w - width) // 2
-    return resized[top : top + height, left : left + width]
+    """The reference latents cannot be used: shapes that do not match, or strength out of range."""
 
 
 @torch.no_grad()

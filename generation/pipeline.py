@@ -24,8 +24,9 @@ from diffusers.utils.torch_utils import randn_tensor
 from generation.backbones import BackboneFamily, backbone_family
 from generation.inversion import invert_latents
 from generation.ip_adapter import ip_adapter_call_kwargs
-from generation.motion_prior import encode_reference, inversion_mix, noise_prior, read_reference, spectral_mix
+from generation.motion_prior import encode_reference, inversion_mix, noise_prior, spectral_mix
 from generation.reference_cache import ReferenceCache
+from generation.reference_video import read_reference
 from kdcvg.errors import BadInputError
 
 MAX_FRAMES = 64

@@ -13,7 +13,8 @@ from diffusers import DiffusionPipeline
 
 from generation.backbones import FAMILIES, BackboneError, load_backbone
 from generation.inversion import inverse_scheduler, invert_latents
-from generation.motion_prior import MotionPriorError, encode_reference, low_pass_mask, read_reference, spectral_mix
+from generation.motion_prior import MotionPriorError, encode_reference, low_pass_mask, spectral_mix
+from generation.reference_video import read_reference
 from generation.pipeline import GenerationError, family_call_kwargs, generate_frames, initial_noise, to_uint8
 from generation.tiny import write_tiny_cogvideox
 from kb.demo.clips import render_clip

@@ -16,10 +16,10 @@ from generation.motion_prior import (
     encode_reference,
     low_pass_mask,
     noise_prior,
-    read_reference,
     spectral_mix,
 )
 from generation.pipeline import GenerationError, generate_frames, to_uint8, write_mp4
+from generation.reference_video import ReferenceVideoError, read_reference
 from kb.demo.clips import render_clip
 from kb.motion import measure_motion
 
@@ -139,11 +139,11 @@ def test_noise_prior_variant() -> None:
 def test_unreadable_reference_video(pipe, tmp_path: Path) -> None:
     bogus = tmp_path / "not_a_video.mp4"
     bogus.write_bytes(b"this is not an mp4")
-    with pytest.raises(MotionPriorError, match="not a readable video"):
+    with pytest.raises(ReferenceVideoError, match="not a readable video"):
         read_reference(bogus, 8, 64, 64)
-    with pytest.raises(MotionPriorError, match="does not exist"):
+    with pytest.raises(ReferenceVideoError, match="does not exist"):
         read_reference(tmp_path / "missing.mp4", 8, 64, 64)
-    with pytest.raises(MotionPriorError, match="not a readable video"):
+    with pytest.raises(ReferenceVideoError, match="not a readable video"):
         generate_frames(pipe, PROMPT, reference_video=bogus, motion_strength=0.5)
 
 

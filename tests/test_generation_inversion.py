@@ -14,7 +14,8 @@ import torch
 from generation.api import generate
 from generation.batch import BatchError, read_requests
 from generation.inversion import invert_latents
-from generation.motion_prior import MotionPriorError, encode_reference, inversion_mix, read_reference
+from generation.motion_prior import MotionPriorError, encode_reference, inversion_mix
+from generation.reference_video import read_reference
 from generation.pipeline import family_call_kwargs, generate_frames, to_uint8
 from generation.reference_cache import ReferenceCache, folder_content_hash
 from kb.backends import open_store

@@ -12,7 +12,7 @@ from PIL import Image
 
 from generation.backbones import load_backbone
 from generation.ip_adapter import IPAdapterError, loaded_ip_adapter, locate_ip_adapter, middle_keyframe
-from generation.motion_prior import decode_frames
+from generation.reference_video import decode_frames
 from generation.pipeline import generate_frames
 from generation.tiny import write_tiny_animatediff, write_tiny_ip_adapter
 from kb.demo.clips import render_clip
