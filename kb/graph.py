@@ -30,7 +30,7 @@ PAGE = 5_000
 
 # Allow-lists: a label or relationship type added to the schema reaches SAR only when listed here.
 KNOWLEDGE_LABELS: tuple[str, ...] = ("Category", "Product", "SellingPoint", "CreativeClip", "Motion")
-KNOWLEDGE_RELATIONSHIPS: tuple[str, ...] = ("IN_CATEGORY", "HAS_SELLING_POINT", "ILLUSTRATES", "FEATURES", "HAS_MOTION")
+KNOWLEDGE_RELATIONSHIPS: tuple[str, ...] = ("IN_CATEGORY", "HAS_SELLING_POINT", "ILLUSTRATES", "SAME_CLAIM", "FEATURES", "HAS_MOTION")
 
 
 @dataclass
@@ -59,7 +59,7 @@ class AckbGraph:
         return self._index[label]
 
     def edges(self, type_: str, *, status: str | None = None) -> np.ndarray:
-        """(2, E) int64 array of (source index, target index); `status` filters ILLUSTRATES."""
+        """(2, E) int64 array of (source index, target index); `status` filters the judged types (ILLUSTRATES, SAME_CLAIM)."""
         spec = rel_type(type_)
         source, target = self.index(spec.source), self.index(spec.target)
         pairs = [

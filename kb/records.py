@@ -15,7 +15,7 @@ import unicodedata
 from collections import Counter
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from kb.timestamps import is_timestamp
 from kdcvg.errors import BadInputError
@@ -228,6 +228,18 @@ class Illustrates(RelationshipRecord):
     updated_at: Timestamp | None = None
 
 
+class SameClaim(Illustrates):
+    """Two selling points making the same claim; one row per pair, `from` < `to`, never a selling point with itself."""
+
+    @model_validator(mode="after")
+    def _one_row_per_pair(self) -> SameClaim:
+        if self.source == self.target:
+            raise ValueError("a selling point cannot make the same claim as itself (from and to are equal)")
+        if self.source > self.target:
+            raise ValueError(f"store each pair once with from < to: write from {self.target!r} to {self.source!r}")
+        return self
+
+
 class Features(RelationshipRecord):
     pass
 
@@ -257,6 +269,7 @@ REL_RECORDS: dict[str, type[RelationshipRecord]] = {
     "IN_CATEGORY": InCategory,
     "HAS_SELLING_POINT": HasSellingPoint,
     "ILLUSTRATES": Illustrates,
+    "SAME_CLAIM": SameClaim,
     "FEATURES": Features,
     "HAS_MOTION": HasMotion,
     "REFERENCED": Referenced,

@@ -101,6 +101,14 @@ REL_TYPES: dict[str, RelType] = {
             "SellingPoint",
             {"status": "STRING", "score": "DOUBLE", "annotator": "STRING", "updated_at": "STRING"},
         ),
+        # Two selling points that make the same claim in other words (migration V0004); stored once per
+        # pair, from the smaller id to the larger. Proposed by SAR, judged by annotators like ILLUSTRATES.
+        RelType(
+            "SAME_CLAIM",
+            "SellingPoint",
+            "SellingPoint",
+            {"status": "STRING", "score": "DOUBLE", "annotator": "STRING", "updated_at": "STRING"},
+        ),
         RelType("FEATURES", "CreativeClip", "Product"),
         RelType("HAS_MOTION", "CreativeClip", "Motion"),
         RelType("REFERENCED", "GeneratedVideo", "CreativeClip", {"rank": "INT64"}),  # rank 1 = best reference

@@ -2,7 +2,8 @@
 
 Node types are the knowledge labels in graph row order; edge types are their relationships plus explicit
 `rev_<TYPE>` reverses so messages flow both ways. ILLUSTRATES carries only approved links whose
-selling point is in the training set: held-out selling points never see their clips.
+selling point is in the training set: held-out selling points never see their clips; SAME_CLAIM carries
+approved pairs of training selling points, in both directions.
 """
 
 from __future__ import annotations
@@ -51,6 +52,21 @@ def approved_illustrates(graph: AckbGraph, selling_points: set[str] | None) -> n
     return np.array(pairs, dtype=np.int64).reshape(-1, 2).T
 
 
+def approved_same_claims(graph: AckbGraph, selling_points: set[str] | None) -> np.ndarray:
+    """(2, E) approved SAME_CLAIM pairs with both ends in `selling_points` (None: all), both directions.
+
+    Held-out selling points keep none, so a relation never tells the model what it is scored on.
+    """
+    index = graph.index(SP)
+    pairs = [
+        (index[row["from"]], index[row["to"]])
+        for row in graph.relationships["SAME_CLAIM"]
+        if row.get("status") == "approved" and (selling_points is None or {row["from"], row["to"]} <= selling_points)
+    ]
+    both = pairs + [(b, a) for a, b in pairs]
+    return np.array(both, dtype=np.int64).reshape(-1, 2).T
+
+
 def set_illustrates(data: HeteroData, edges: torch.Tensor | np.ndarray) -> HeteroData:
     """A shallow copy of `data` whose ILLUSTRATES (and reverse) edges are `edges` (2, E)."""
     edges = torch.as_tensor(edges, dtype=torch.long).reshape(2, -1)
@@ -78,6 +94,8 @@ def to_heterodata(
     for spec in map(rel_type, KNOWLEDGE_RELATIONSHIPS):
         if spec.type == "ILLUSTRATES":
             edges = approved_illustrates(graph, train_selling_points)
+        elif spec.type == "SAME_CLAIM":
+            edges = approved_same_claims(graph, train_selling_points)
         else:
             edges = graph.edges(spec.type)
         index = torch.from_numpy(edges).long().reshape(2, -1)
