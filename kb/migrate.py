@@ -1,8 +1,9 @@
 """Versioned schema migrations, Flyway style: `migrations/<dialect>/V0001__name.cypher`.
 
 Each applied migration is recorded as a `SchemaMigration` node (version, description, SHA-256 of
-the file, time applied). Before anything runs, every applied migration's file is checked against
-its recorded checksum: an edited, already-applied migration is refused (write a new one instead).
+its statements, time applied). Before anything runs, every applied migration's file is checked
+against its recorded checksum: an edited statement in an applied migration is refused (write a new
+migration instead). `//` comments are documentation, outside the checksum, so they may be corrected.
 No maintained library serves both Neo4j and Ladybug, so this small runner does.
 """
 
@@ -46,6 +47,18 @@ _BOOTSTRAP: dict[str, list[str]] = {
 }
 
 
+# Earlier releases hashed whole files, comments included. Stores migrated by them recorded these
+# checksums; each is accepted while the file's statements still hash to the second value.
+WHOLE_FILE_CHECKSUMS: dict[tuple[str, int], tuple[str, str]] = {
+    ("ladybug", 1): ("c000517dc986eb9e8a4c0d69a8c561b5fedeefbccd74929de2fa0e5e652feb8c", "05527faecdcd7b89c6d4dc2accd9af2c30d95e031610946df054776599962fa4"),
+    ("ladybug", 2): ("3be06ef62bd22a07864b4ce3995ab96826cde6d74eab517d3234b7685ab0222c", "d67171c56711547280b60295391ddb61dafca78c610d8f849851690421a70f57"),
+    ("ladybug", 3): ("77aaa252bef874cecb53479fd1fe2e2977639a84d7f6836ea6dd9949f4386832", "835036a81979f9b90b058b4736bd929d916cd5bbe980a8ebe7dbe5be5a1dce7d"),
+    ("neo4j", 1): ("5d9d0ff7ff705aa5469d610fadf5748f41e254e35a42d5424cb7e85939e3d79b", "69ba6d8a76645d67d91f6cd0e60fd9116a597af521ca27d6fe39b05f08b519dd"),
+    ("neo4j", 2): ("5dc16c571f44d7373044820db031cb09829ce197b25e88165565469372038c81", "e0b559ddb3994a65e4c30726b60a59157811793c996104feb9dd39deb2c0f2ec"),
+    ("neo4j", 3): ("4eed35ca5c24249facb16778b7105efc3d93dc71c28a340922e94c0fcbdc173e", "ac8e1741222f136b73ed52f81e3d7ea618a2fecbc3b40cfe71fda02e3766764f"),
+}
+
+
 class MigrationError(KdcvgError):
     """Migrations cannot run: a bad file name, a duplicate version, or an edited applied migration."""
 
@@ -57,13 +70,21 @@ class Migration:
     version: int
     description: str
     path: Path
-    checksum: str
 
     @property
     def statements(self) -> list[str]:
         """The file's statements: `//` comment lines dropped, split at `;`."""
         text = "\n".join(line for line in self.path.read_text(encoding="utf-8").splitlines() if not line.strip().startswith("//"))
         return [statement.strip() for statement in text.split(";") if statement.strip()]
+
+    @property
+    def checksum(self) -> str:
+        """SHA-256 of the statements (what runs), not of the comments around them."""
+        return hashlib.sha256("\n;\n".join(self.statements).encode("utf-8")).hexdigest()
+
+    def matches(self, recorded: str, dialect: str) -> bool:
+        """Whether a recorded checksum is this file's, or an earlier release's whole-file checksum of the same statements."""
+        return recorded == self.checksum or WHOLE_FILE_CHECKSUMS.get((dialect, self.version)) == (recorded, self.checksum)
 
 
 @dataclass(frozen=True)
@@ -91,8 +112,7 @@ def discover(dialect: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
         version = int(match.group(1))
         if version in migrations:
             raise MigrationError(f"{path}: version {version} is also used by {migrations[version].path.name}")
-        checksum = hashlib.sha256(path.read_bytes()).hexdigest()
-        migrations[version] = Migration(version, match.group(2).replace("_", " "), path, checksum)
+        migrations[version] = Migration(version, match.group(2).replace("_", " "), path)
     return [migrations[v] for v in sorted(migrations)]
 
 
@@ -154,7 +174,7 @@ def status(store: GraphStore, directory: Path = MIGRATIONS_DIR) -> list[Migratio
             result.append(MigrationStatus(version, record["description"], "file missing", record["applied_at"]))
         elif record is None:
             result.append(MigrationStatus(version, migration.description, "pending"))
-        elif record["checksum"] != migration.checksum:
+        elif not migration.matches(record["checksum"], store.dialect):
             result.append(MigrationStatus(version, migration.description, "checksum mismatch", record["applied_at"]))
         else:
             result.append(MigrationStatus(version, migration.description, "applied", record["applied_at"]))

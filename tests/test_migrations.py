@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kb import migrate
-from kb.schema import NODE_TYPES, REL_TYPES
+from kb.schema import MIGRATION_LABEL, NODE_TYPES, REL_TYPES
 from kb.stats import ackb_stats
 from kb.store import GraphStore
 
@@ -55,7 +55,7 @@ def test_new_migration_is_applied_after_existing_ones(empty_store: GraphStore, m
 def test_tampered_applied_migration_is_refused_before_anything_runs(empty_store: GraphStore, migrations_copy: Path) -> None:
     migrate.migrate(empty_store, migrations_copy)
     first = migrate.discover(empty_store.dialect, migrations_copy)[0]
-    first.path.write_text(first.path.read_text() + "\n// an innocent-looking edit\n")
+    first.path.write_text(first.path.read_text().replace("CREATE", "CREATE  ", 1))  # one statement changed
     marker = "V0998__would_run.cypher"
     (migrations_copy / empty_store.dialect / marker).write_text(
         {"ladybug": "CREATE NODE TABLE WouldRun(id STRING PRIMARY KEY);", "neo4j": "CREATE (:WouldRun {id: 'x'});"}[empty_store.dialect]
@@ -102,3 +102,23 @@ def test_ladybug_tables_match_the_schema(store: GraphStore) -> None:
     for spec in REL_TYPES.values():
         rows = store.query(f"CALL table_info('{spec.type}') RETURN name, type").rows
         assert [(name, kind) for name, kind in rows] == list(spec.properties.items())
+
+
+def test_comments_are_outside_the_checksum(empty_store: GraphStore, migrations_copy: Path) -> None:
+    migrate.migrate(empty_store, migrations_copy)
+    first = migrate.discover(empty_store.dialect, migrations_copy)[0]
+    first.path.write_text("// a corrected comment\n" + first.path.read_text())
+    assert {s.state for s in migrate.status(empty_store, migrations_copy)} == {"applied"}
+
+
+def test_whole_file_checksums_of_earlier_releases_are_accepted_while_statements_are_unchanged(
+    empty_store: GraphStore, migrations_copy: Path
+) -> None:
+    migrate.migrate(empty_store, migrations_copy)
+    first = migrate.discover(empty_store.dialect, migrations_copy)[0]
+    whole_file, statements = migrate.WHOLE_FILE_CHECKSUMS[(empty_store.dialect, first.version)]
+    assert first.checksum == statements  # the shipped file still runs what earlier releases ran
+    empty_store.write(lambda tx: tx.run(f"MATCH (m:{MIGRATION_LABEL} {{version: 1}}) SET m.checksum = $c", c=whole_file))
+    assert {s.state for s in migrate.status(empty_store, migrations_copy)} == {"applied"}
+    first.path.write_text(first.path.read_text().replace("CREATE", "CREATE  ", 1))
+    assert migrate.status(empty_store, migrations_copy)[0].state == "checksum mismatch"

@@ -1,4 +1,4 @@
-// V0001: the core ACKB schema (DECISIONS D5) for Ladybug: one node table per label, one
+// V0001: the core ACKB schema (docs/decisions.md, schema) for Ladybug: one node table per label, one
 // relationship table per type. Every node has a string primary key `id`.
 
 CREATE NODE TABLE Category(

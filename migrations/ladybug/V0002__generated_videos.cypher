@@ -1,5 +1,5 @@
-// V0002: provenance of generated videos (DECISIONS D5): a GeneratedVideo node table, the clips it
-// referenced (with their rank, 1 = best) and the selling point it was generated for. D5 calls that
+// V0002: provenance of generated videos (docs/decisions.md, schema): a GeneratedVideo node table, the clips it
+// referenced (with their rank, 1 = best) and the selling point it was generated for. The design calls that
 // type FOR; FOR is a reserved word in Ladybug's parser, so it is GENERATED_FOR.
 
 CREATE NODE TABLE GeneratedVideo(

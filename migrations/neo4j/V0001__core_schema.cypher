@@ -1,4 +1,4 @@
-// V0001: the core ACKB schema (DECISIONS D5) for Neo4j 5: a unique `id` per label, and
+// V0001: the core ACKB schema (docs/decisions.md, schema) for Neo4j 5: a unique `id` per label, and
 // indexes on the properties curators and analysts filter by.
 
 CREATE CONSTRAINT category_id_unique IF NOT EXISTS FOR (n:Category) REQUIRE n.id IS UNIQUE;

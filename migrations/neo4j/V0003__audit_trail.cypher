@@ -1,4 +1,4 @@
-// V0003: the curation audit trail (issue 5) for Neo4j 5: a unique `id` per AuditEvent (it sorts in
+// V0003: the curation audit trail for Neo4j 5: a unique `id` per AuditEvent (it sorts in
 // time order, for keyset paging newest first) and indexes on what the audit view filters by.
 
 CREATE CONSTRAINT auditevent_id_unique IF NOT EXISTS FOR (n:AuditEvent) REQUIRE n.id IS UNIQUE;
