@@ -1,0 +1,143 @@
+"""Selling-point relations (SAME_CLAIM) on a real store: curated in either order, judged, audited, proposed by SAR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kb import repository as repo
+from kb.audit import AuditEvent, count_audit, list_audit
+from kb.curation import Curator, claim_pair
+from kb.interchange import import_ackb
+from kb.repository import RecordValidationError, StaleWriteError
+from kb.store import ConflictError, GraphStore, NotFoundError
+from tests.conftest import snapshot
+
+# selling points of the small synthetic ACKB: two products, and a second one of the first product
+SP_A, SP_B, SP_A2 = "sp-0000000-1", "sp-0000001-1", "sp-0000000-2"
+
+
+@pytest.fixture
+def loaded(store: GraphStore, small_ackb: Path, media_dir: Path) -> GraphStore:
+    import_ackb(store, small_ackb, media_dir)
+    store.write(lambda tx: tx.run("MATCH ()-[r:SAME_CLAIM]->() DELETE r"))  # start with no relations
+    return store
+
+
+@pytest.fixture
+def alice(loaded: GraphStore, media_dir: Path) -> Curator:
+    return Curator(loaded, "alice", media_dir)
+
+
+def events(store: GraphStore, **filters: str) -> list[AuditEvent]:
+    return list_audit(store, limit=500, **filters).events
+
+
+def stored(store: GraphStore) -> list[dict]:
+    """Every SAME_CLAIM row as stored: (from, to, status, annotator)."""
+    query = "MATCH (a:SellingPoint)-[r:SAME_CLAIM]->(b:SellingPoint) RETURN a.id AS a, b.id AS b, r.status AS status, r.annotator AS who ORDER BY a.id, b.id"
+    return store.read(lambda tx: tx.run(query))
+
+
+def test_claim_pair_puts_either_order_in_stored_order_and_refuses_a_pair_with_itself() -> None:
+    assert claim_pair(SP_B, SP_A) == claim_pair(SP_A, SP_B) == (SP_A, SP_B)
+    for bad in ((SP_A, SP_A), ("", SP_A), (SP_A, None)):
+        with pytest.raises(RecordValidationError) as caught:
+            claim_pair(*bad)  # type: ignore[arg-type]
+        assert caught.value.field in ("from", "to")
+
+
+def test_relating_in_reverse_order_stores_one_row_smaller_id_first_and_audits_it(alice: Curator, loaded: GraphStore) -> None:
+    row = alice.relate_claims(SP_B, SP_A, score=0.75)
+    assert (row["from"], row["to"], row["status"], row["annotator"], row["score"]) == (SP_A, SP_B, "proposed", "alice", 0.75)
+    assert stored(loaded) == [{"a": SP_A, "b": SP_B, "status": "proposed", "who": "alice"}]
+    with pytest.raises(ConflictError, match="already related"):
+        alice.relate_claims(SP_A, SP_B)
+    [event] = events(loaded)
+    assert (event.action, event.entity_label, event.entity_id, event.before, event.after) == ("link", "SAME_CLAIM", f"{SP_A}->{SP_B}", None, row)
+
+
+def test_bad_pairs_are_refused_with_clear_errors_and_nothing_is_written(alice: Curator, loaded: GraphStore, media_dir: Path, tmp_path: Path) -> None:
+    before = snapshot(loaded, media_dir, tmp_path)
+    with pytest.raises(RecordValidationError, match="itself"):
+        alice.relate_claims(SP_A, SP_A)
+    with pytest.raises(NotFoundError, match="no SellingPoint with id 'sp-missing'"):
+        alice.relate_claims("sp-missing", SP_A)
+    with pytest.raises(NotFoundError, match="no SellingPoint with id 'prod-0000000'"):  # a product is not a selling point
+        alice.relate_claims(SP_A, "prod-0000000")
+    with pytest.raises(NotFoundError, match="no SellingPoint with id 'sp-missing'"):
+        alice.set_claim_status(SP_A, "sp-missing", "approved")
+    with pytest.raises(NotFoundError, match="not linked by SAME_CLAIM"):
+        alice.set_claim_status(SP_A, SP_B, "approved")
+    with pytest.raises(NotFoundError, match="no SellingPoint with id 'sp-missing'"):
+        alice.unrelate_claims("sp-missing", SP_B)
+    with pytest.raises(NotFoundError, match="not linked"):
+        alice.unrelate_claims(SP_B, SP_A)
+    with pytest.raises(RecordValidationError) as invalid:
+        alice.relate_claims(SP_A, SP_B, status="maybe")
+    assert invalid.value.field == "status"
+    with pytest.raises(NotFoundError, match="sp-missing"):  # one unknown id in a batch: nothing of it is written
+        alice.propose_claims([(SP_A, SP_B, 0.9), (SP_A, "sp-missing", 0.8)])
+    with pytest.raises(RecordValidationError, match="itself"):
+        alice.propose_claims([(SP_A, SP_B, 0.9), (SP_B, SP_B, 0.8)])
+    assert snapshot(loaded, media_dir, tmp_path) == before and count_audit(loaded) == 0
+
+
+def test_judging_in_either_order_is_attributed_and_audited(loaded: GraphStore, media_dir: Path) -> None:
+    sar, bob = Curator(loaded, "sar-model", media_dir), Curator(loaded, "bob", media_dir)
+    proposed = sar.relate_claims(SP_A, SP_B, score=0.6)
+    rejected = bob.set_claim_status(SP_B, SP_A, "rejected")
+    approved = bob.set_claim_status(SP_A, SP_B, "approved")
+    assert (approved["status"], approved["annotator"], approved["score"]) == ("approved", "bob", 0.6)
+    assert approved["updated_at"] > rejected["updated_at"] > proposed["updated_at"]
+    assert stored(loaded) == [{"a": SP_A, "b": SP_B, "status": "approved", "who": "bob"}]
+    changes = events(loaded, action="set_status")
+    assert [(e.entity_label, e.entity_id, e.before["status"], e.after["status"]) for e in reversed(changes)] == [
+        ("SAME_CLAIM", f"{SP_A}->{SP_B}", "proposed", "rejected"),
+        ("SAME_CLAIM", f"{SP_A}->{SP_B}", "rejected", "approved"),
+    ]
+    with pytest.raises(RecordValidationError) as invalid:
+        bob.set_claim_status(SP_A, SP_B, "maybe")
+    assert invalid.value.field == "status"
+
+
+def test_a_stale_judgement_is_refused_and_both_values_survive_in_audit(loaded: GraphStore, media_dir: Path) -> None:
+    alice, bob = Curator(loaded, "alice", media_dir), Curator(loaded, "bob", media_dir)
+    seen = alice.relate_claims(SP_A, SP_B)
+    winner = alice.set_claim_status(SP_A, SP_B, "approved", expected_updated_at=seen["updated_at"])
+    with pytest.raises(StaleWriteError, match="alice") as caught:
+        bob.set_claim_status(SP_B, SP_A, "rejected", expected_updated_at=seen["updated_at"])
+    assert isinstance(caught.value, ConflictError) and caught.value.current == winner
+    assert stored(loaded)[0]["status"] == "approved"
+    conflict = events(loaded, action="conflict")[0]
+    assert (conflict.actor, conflict.entity_label, conflict.entity_id) == ("bob", "SAME_CLAIM", f"{SP_A}->{SP_B}")
+    assert conflict.before == winner
+    assert conflict.after == {"attempted_action": "set_status", "expected_updated_at": seen["updated_at"], "values": {"status": "rejected"}}
+
+
+def test_unrelate_in_either_order_removes_the_row_and_audits_it(alice: Curator, loaded: GraphStore) -> None:
+    row = alice.relate_claims(SP_A, SP_B)
+    alice.unrelate_claims(SP_B, SP_A)
+    assert stored(loaded) == []
+    assert [e.action for e in events(loaded)] == ["unlink", "link"] and events(loaded)[0].before == row
+    alice.relate_claims(SP_B, SP_A)  # may be related again
+    assert len(stored(loaded)) == 1
+
+
+def test_proposals_never_touch_a_related_pair_and_keep_the_best_score_of_a_repeated_pair(loaded: GraphStore, media_dir: Path) -> None:
+    bob, sar = Curator(loaded, "bob", media_dir), Curator(loaded, "sar-model", media_dir)
+    judged = bob.relate_claims(SP_A, SP_B, status="rejected")
+    written = sar.propose_claims([(SP_B, SP_A, 0.99), (SP_A2, SP_B, 0.4), (SP_B, SP_A2, 0.7), (SP_A, SP_A2, float("nan")), (SP_A, "sp-0000002-0", 3.0)])
+    assert written == 3
+
+    def get(a: str, b: str) -> dict:
+        return loaded.read(lambda tx: repo.same_claim.get_in(tx, a, b))
+
+    assert get(SP_A, SP_B) == judged  # the judgement survives exactly
+    assert (get(SP_A2, SP_B)["score"], get(SP_A2, SP_B)["status"], get(SP_A2, SP_B)["annotator"]) == (0.7, "proposed", "sar-model")
+    assert get(SP_A, SP_A2)["score"] == 0.0 and get(SP_A, "sp-0000002-0")["score"] == 1.0  # not finite -> 0, clamped to [0, 1]
+    assert sar.propose_claims([(SP_A2, SP_B, 0.1)]) == 0 and get(SP_A2, SP_B)["score"] == 0.7
+    assert sorted(e.entity_id for e in events(loaded, action="link") if e.actor == "sar-model") == sorted(
+        [f"{SP_A2}->{SP_B}", f"{SP_A}->{SP_A2}", f"{SP_A}->sp-0000002-0"]
+    )
