@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kb import repository as repo
 from kb.audit import AuditEvent, count_audit, list_audit
 from kb.curation import Curator, claim_pair
+from kb.graph import graph_from_directory, graph_from_store
 from kb.interchange import import_ackb
+from kb.ladybug_store import LadybugStore
 from kb.repository import RecordValidationError, StaleWriteError
 from kb.store import ConflictError, GraphStore, NotFoundError
-from tests.conftest import snapshot
+from kdcvg.config import Settings
+from kdcvg.errors import BadInputError
+from retrieval.service import claim_candidates
+from tests.conftest import kdcvg_in, ladybug_world, snapshot
 
 # selling points of the small synthetic ACKB: two products, and a second one of the first product
 SP_A, SP_B, SP_A2 = "sp-0000000-1", "sp-0000001-1", "sp-0000000-2"
@@ -141,3 +147,88 @@ def test_proposals_never_touch_a_related_pair_and_keep_the_best_score_of_a_repea
     assert sorted(e.entity_id for e in events(loaded, action="link") if e.actor == "sar-model") == sorted(
         [f"{SP_A2}->{SP_B}", f"{SP_A}->{SP_A2}", f"{SP_A}->sp-0000002-0"]
     )
+
+
+# ---- SAR proposes relations: retrieval.service and `kdcvg retrieval propose-claims` ----------------
+
+
+@pytest.fixture
+def world(tmp_path: Path, small_ackb: Path) -> Settings:
+    """A private data dir whose Ladybug store holds the small ACKB without relations (closed again)."""
+    settings = ladybug_world(tmp_path, small_ackb)
+    with LadybugStore(settings.ladybug_path) as store:
+        store.write(lambda tx: tx.run("MATCH ()-[r:SAME_CLAIM]->() DELETE r"))
+    return settings
+
+
+def relations(settings: Settings) -> dict[tuple[str, str], dict]:
+    """Every stored SAME_CLAIM row by (from, to)."""
+    with LadybugStore(settings.ladybug_path, read_only=True) as store:
+        graph = graph_from_store(store)
+    return {(r["from"], r["to"]): r for r in graph.relationships["SAME_CLAIM"]}
+
+
+def test_candidates_are_the_text_nearest_selling_points_of_other_products(small_ackb: Path) -> None:
+    graph = graph_from_directory(small_ackb)
+    ids = graph.ids("SellingPoint")
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(len(ids), 8)).astype(np.float32)
+    twin = ids.index("sp-0000003-4")
+    vectors[ids.index(SP_A)] = vectors[twin] + 0.01  # SP_A's claim in other words, on another product
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    found = claim_candidates(graph, vectors, [SP_A], top=4, min_score=0.0)
+    owner = graph.product_of_selling_point
+    assert len(found) == 4 and found[0].other == "sp-0000003-4" and found[0].score > 0.99
+    assert all(owner[c.other] != owner[SP_A] for c in found)  # never its own product's selling points
+    cosines = vectors @ vectors[ids.index(SP_A)]
+    best_elsewhere = sorted(((float(cosines[i]), s) for i, s in enumerate(ids) if owner[s] != owner[SP_A]), reverse=True)[:4]
+    assert [c.other for c in found] == [s for _, s in best_elsewhere]
+    assert [round(c.score, 6) for c in found] == [round((cos + 1) / 2, 6) for cos, _ in best_elsewhere]
+    assert claim_candidates(graph, vectors, [SP_A], top=4, min_score=found[1].score + 1e-6) == found[:1]
+    both = claim_candidates(graph, vectors, [SP_A, "sp-0000003-4"], top=1, min_score=0.0)
+    assert [(c.selling_point, c.other) for c in both] == [(SP_A, "sp-0000003-4")]  # each pair once
+    for points, top, min_score, error in (([SP_A], 0, 0.0, BadInputError), ([SP_A], 1, 1.5, BadInputError), (["sp-missing"], 1, 0.0, NotFoundError)):
+        with pytest.raises(error):
+            claim_candidates(graph, vectors, points, top=top, min_score=min_score)
+
+
+def test_cli_proposes_claims_keeps_judged_pairs_and_a_rerun_writes_nothing(world: Settings) -> None:
+    with LadybugStore(world.ladybug_path) as store:
+        Curator(store, "bob").relate_claims(SP_A, SP_B, status="rejected", score=0.5)
+        judged = store.read(lambda tx: repo.same_claim.get_in(tx, SP_A, SP_B))
+    result = kdcvg_in(world, "retrieval", "propose-claims", "--selling-point", SP_A, "--top", "3", "--min-score", "0")
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    pairs = [line.split("\t") for line in lines[:-1]]
+    assert len(pairs) == 3 and all(p[0] == SP_A and not p[1].startswith("sp-0000000-") for p in pairs)
+    assert all(0.0 <= float(p[2]) <= 1.0 for p in pairs)
+    stored_now = relations(world)
+    assert stored_now[(SP_A, SP_B)] == judged  # a judged pair is never overwritten
+    new = [claim_pair(p[0], p[1]) for p in pairs if p[3] == "proposed"]
+    assert new and all(stored_now[pair]["status"] == "proposed" and stored_now[pair]["annotator"] == "sar-model" for pair in new)
+    assert f"{len(new)} new proposed" in lines[-1]
+    again = kdcvg_in(world, "retrieval", "propose-claims", "--selling-point", SP_A, "--top", "3", "--min-score", "0", "--summary")
+    assert again.exit_code == 0 and again.output.strip().splitlines() == [again.output.strip()] and "0 new proposed" in again.output
+    assert relations(world) == stored_now
+    everything = kdcvg_in(world, "retrieval", "propose-claims", "--all", "--top", "1", "--min-score", "0", "--summary")
+    assert everything.exit_code == 0, everything.output
+    with LadybugStore(world.ladybug_path, read_only=True) as store:
+        audited = [e for e in list_audit(store, limit=500).events if e.actor == "sar-model"]
+    assert len(audited) == len(relations(world)) - 1  # every proposal audited; bob's relation is his
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "--selling-point ID or --all"),
+        (["--all", "--selling-point", SP_A], "--selling-point ID or --all"),
+        (["--selling-point", "sp-missing"], "sp-missing"),
+        (["--all", "--top", "0"], "--top"),
+        (["--all", "--min-score", "1.5"], "--min-score"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(world: Settings, args: list[str], message: str) -> None:
+    result = kdcvg_in(world, "retrieval", "propose-claims", *args)
+    assert result.exit_code == 2 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert relations(world) == {}
