@@ -7,12 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from generation.demo_backbone import SHIPPED_DIR, read_card
+from generation.demo_training import training_clips, training_content_hash
 from kb import repository as repo
 from kb.audit import AuditEvent, count_audit, list_audit
 from kb.curation import Curator, claim_pair
-from kb.graph import graph_from_directory, graph_from_store
+from kb.demo import build as demo
+from kb.demo.spec import SAME_CLAIMS
+from kb.graph import AckbGraph, graph_from_directory, graph_from_store
 from kb.interchange import import_ackb
 from kb.ladybug_store import LadybugStore
+from kb.records import SameClaim
 from kb.repository import RecordValidationError, StaleWriteError
 from kb.store import ConflictError, GraphStore, NotFoundError
 from kdcvg.config import Settings
@@ -232,3 +237,45 @@ def test_cli_bad_input_is_one_line_and_exit_2(world: Settings, args: list[str], 
     assert result.exit_code == 2 and message in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert relations(world) == {}
+
+
+# ---- the demo ACKB's relations -----------------------------------------------------------------
+
+
+def _demo_graph(products: list[str] | None, folder: Path) -> AckbGraph:
+    """The demo's rows for `products` without rendering: empty files stand in for the clips' videos."""
+    selected = demo.select_products(products)
+    plans = demo.plan_clips(selected)
+    nodes, rels = demo.build_rows(selected, plans, {plan.id: {} for plan in plans})
+    for plan in plans:
+        (folder / plan.video_path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / plan.video_path).touch()
+    return AckbGraph(nodes, rels, folder)
+
+
+def test_demo_relations_are_valid_once_per_pair_across_products_and_only_among_selected_products(tmp_path: Path) -> None:
+    graph = _demo_graph(None, tmp_path)
+    rows = graph.relationships["SAME_CLAIM"]
+    owner = graph.product_of_selling_point
+    assert len(rows) == len(SAME_CLAIMS) == len({(r["from"], r["to"]) for r in rows})
+    assert {r["status"] for r in rows} == {"approved", "proposed", "rejected"}
+    for row in rows:
+        SameClaim.model_validate(row)  # from < to, not with itself, a known status and a score in [0, 1]
+        assert owner[row["from"]] != owner[row["to"]]
+    approved = {(r["from"], r["to"]) for r in rows if r["status"] == "approved"}
+    assert ("sp-commuter-travel-mug-spill-proof", "sp-thermopeak-insulated-bottle-leak-proof") in approved
+    pair = demo.select_products(["thermopeak-insulated-bottle", "commuter-travel-mug"])
+    assert [(r["from"], r["to"], r["status"]) for r in demo.same_claim_rows(pair)] == [
+        ("sp-commuter-travel-mug-hot-12h", "sp-thermopeak-insulated-bottle-cold-24h", "rejected"),
+        ("sp-commuter-travel-mug-spill-proof", "sp-thermopeak-insulated-bottle-leak-proof", "approved"),
+    ]
+    assert demo.same_claim_rows(demo.select_products(["thermopeak-insulated-bottle"])) == []
+
+
+def test_demo_relations_leave_the_shipped_demo_backbone_matching(tmp_path: Path) -> None:
+    """The shipped backbone is matched by the clips' ids and prompts: relations must not change them."""
+    graph = _demo_graph(None, tmp_path)
+    without = AckbGraph(graph.nodes, {**graph.relationships, "SAME_CLAIM": []}, tmp_path)
+    card = read_card(SHIPPED_DIR)
+    assert card is not None and card["config"]["max_clips"] is None
+    assert training_content_hash(training_clips(graph)) == training_content_hash(training_clips(without)) == card["content_hash"]
