@@ -9,6 +9,7 @@ import pytest
 
 from generation.demo_backbone import SHIPPED_DIR, read_card
 from generation.demo_training import training_clips, training_content_hash
+from kb import browse
 from kb import repository as repo
 from kb.audit import AuditEvent, count_audit, list_audit
 from kb.curation import Curator, claim_pair
@@ -279,3 +280,20 @@ def test_demo_relations_leave_the_shipped_demo_backbone_matching(tmp_path: Path)
     card = read_card(SHIPPED_DIR)
     assert card is not None and card["config"]["max_clips"] is None
     assert training_content_hash(training_clips(graph)) == training_content_hash(training_clips(without)) == card["content_hash"]
+
+
+def test_browse_lists_a_selling_points_relations_in_both_directions_best_first(alice: Curator, loaded: GraphStore) -> None:
+    alice.relate_claims(SP_A, SP_B, score=0.4)  # stored SP_A -> SP_B
+    alice.relate_claims("sp-0000000-0", SP_B, status="approved", score=0.9)  # stored sp-0000000-0 -> SP_B: seen from SP_B's side
+    claims = browse.claims_for_selling_point(loaded, SP_B)
+    assert [(c["from"], c["to"], c["other_id"], c["other_product"], c["status"]) for c in claims] == [
+        ("sp-0000000-0", SP_B, "sp-0000000-0", "prod-0000000", "approved"),
+        (SP_A, SP_B, SP_A, "prod-0000000", "proposed"),
+    ]
+    assert claims[1]["other_text"] == repo.selling_points.get(loaded, SP_A)["text"] and claims[1]["annotator"] == "alice"
+    assert [c["other_id"] for c in browse.claims_for_selling_point(loaded, SP_B, status="proposed")] == [SP_A]
+    assert [c["other_id"] for c in browse.claims_for_selling_point(loaded, SP_A)] == [SP_B]
+    with pytest.raises(NotFoundError):
+        browse.claims_for_selling_point(loaded, "sp-missing")
+    with pytest.raises(BadInputError):
+        browse.claims_for_selling_point(loaded, SP_A, status="maybe")
