@@ -1,4 +1,4 @@
-"""`kdcvg retrieval train|feedback|eval` and `kdcvg retrieve`: SAR from the command line.
+"""`kdcvg retrieval train|feedback|eval|propose-claims` and `kdcvg retrieve`: SAR from the command line.
 
 `retrieval_app` and `retrieve` are registered on the main app by cli.main. Each command reads the ACKB from the configured store
 (read-only), builds or reuses cached features, and keeps checkpoints under `<data>/models/sar`.
@@ -158,6 +158,48 @@ def evaluate(
         print(json.dumps(rows, indent=2))
     else:
         print(format_table(rows))
+
+
+@retrieval_app.command("propose-claims")
+def propose_claims_command(
+    selling_point: Annotated[Optional[str], typer.Option("--selling-point", help="Propose relations for this selling point id.")] = None,
+    all_points: Annotated[bool, typer.Option("--all", help="Propose relations for every selling point.")] = False,
+    top: Annotated[int, typer.Option("--top", help="Nearest selling points of other products per selling point (1-50).")] = 3,
+    min_score: Annotated[float, typer.Option("--min-score", help="Least score in [0, 1] (cosine of the texts mapped to [0, 1]).")] = 0.8,
+    summary: Annotated[bool, typer.Option("--summary", help="Print one summary line instead of one line per candidate.")] = False,
+) -> None:
+    """Propose SAME_CLAIM relations: each selling point's text-nearest selling points of other products.
+
+    New pairs are written as `proposed` (audited as sar-model) for annotators to judge in the review
+    queue; a pair already related keeps its relation and status.
+    """
+    from kb.graph import graph_from_store
+    from retrieval.features import TextEncoder
+    from retrieval.service import claim_candidates, propose_claims, selling_point_embeddings
+
+    if (selling_point is None) == (not all_points):
+        fail("give --selling-point ID or --all (one of them)", 2)
+    if not 1 <= top <= 50:
+        fail(f"--top must be between 1 and 50, got {top}", 2)
+    if not 0.0 <= min_score <= 1.0:
+        fail(f"--min-score must lie in [0, 1], got {min_score}", 2)
+    config = settings()
+    with opened_store(read_only=True) as store:
+        graph = graph_from_store(store)
+    with handled_errors():
+        points = graph.ids("SellingPoint") if all_points else [selling_point]
+        if selling_point is not None and selling_point not in graph.index("SellingPoint"):
+            fail(f"no SellingPoint with id {selling_point!r}", 2)
+        embeddings = selling_point_embeddings(graph, TextEncoder(config.text_encoder_path))
+        candidates = claim_candidates(graph, embeddings, points, top, min_score)
+    with opened_store() as store, handled_errors():
+        written = propose_claims(store, candidates)
+    if not summary:
+        for c in candidates:
+            state = "proposed" if c.existing is None else f"kept ({c.existing})"
+            print(f"{c.selling_point}\t{c.other}\t{c.score:.3f}\t{state}")
+    kept = sum(c.existing is not None for c in candidates)
+    print(f"{len(candidates)} candidate pair(s) for {len(points)} selling point(s): {written} new proposed SAME_CLAIM relation(s), {kept} already related (kept)")
 
 
 def _table(results: list[Any]) -> Table:

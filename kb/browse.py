@@ -238,3 +238,33 @@ def links_for_selling_point(store: GraphStore, selling_point_id: str, *, status:
         return [{"selling_point_id": selling_point_id, **row} for row in rows]
 
     return store.read(work)
+
+
+def claims_for_selling_point(store: GraphStore, selling_point_id: str, *, status: str | None = None, limit: int = 100) -> list[Row]:
+    """A selling point's SAME_CLAIM relations (stored in either direction), best score first: the pair
+    (`from`, `to` as stored), the other selling point's id, text and product, status, score, annotator, updated_at."""
+    _check_limit(limit, MAX_QUEUE)
+    if status is not None and status not in ILLUSTRATION_STATUSES:
+        raise BadInputError(f"status must be one of {', '.join(ILLUSTRATION_STATUSES)}, got {status!r}")
+    condition = " WHERE r.status = $status" if status is not None else ""
+    params = {"status": status} if status is not None else {}
+    columns = (
+        "o.id AS other_id, o.text AS other_text, r.status AS status, r.score AS score, "
+        "r.annotator AS annotator, r.updated_at AS updated_at"
+    )
+
+    def work(tx: Transaction) -> list[Row]:
+        _require(tx, "SellingPoint", selling_point_id)
+        rows = []
+        for arrow, ends in (("-[r:SAME_CLAIM]->(o:SellingPoint)", "s.id AS `from`, o.id AS `to`"), ("<-[r:SAME_CLAIM]-(o:SellingPoint)", "o.id AS `from`, s.id AS `to`")):
+            rows += tx.run(f"MATCH (s:SellingPoint {{id: $sp}}){arrow}{condition} RETURN {ends}, {columns} LIMIT $limit", sp=selling_point_id, limit=limit, **params)
+        rows.sort(key=lambda row: (-(row["score"] if row["score"] is not None else -1.0), row["other_id"]))
+        rows = rows[:limit]
+        owners = tx.run(
+            "UNWIND $ids AS i MATCH (p:Product)-[:HAS_SELLING_POINT]->(o:SellingPoint {id: i}) RETURN o.id AS id, p.id AS product",
+            ids=[row["other_id"] for row in rows],
+        )
+        product = {row["id"]: row["product"] for row in owners}
+        return [{"selling_point_id": selling_point_id, **row, "other_product": product.get(row["other_id"])} for row in rows]
+
+    return store.read(work)

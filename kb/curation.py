@@ -8,7 +8,9 @@ What: `Curator(store, actor, media_dir)` creates, updates and deletes Category, 
 SellingPoint, CreativeClip and Motion nodes, links clips to selling points (`ILLUSTRATES`, whose
 `status`/`annotator`/`updated_at` are what `retrieval.feedback` reads as annotators' judgements),
 sets a clip's tags and uploads new clips (file checked to be a decodable video, motion measured
-with `kb.motion`).
+with `kb.motion`). It also relates selling points that make the same claim (`SAME_CLAIM`, judged
+like ILLUSTRATES and stored once per pair, smaller id first: callers may name the pair in either
+order, `claim_pair` puts it in stored order).
 
 Validation (nothing is written when it fails; `RecordValidationError.field` names the field):
 - the `kb.records` models: required fields, types, names and tags at most `MAX_NAME` (200)
@@ -44,7 +46,7 @@ from kb.repository import RecordValidationError, StaleWriteError
 from kb.schema import ILLUSTRATION_STATUSES, MOTION_DESCRIPTORS
 from kb.store import ConflictError, GraphStore, NotFoundError, Row, Transaction
 
-__all__ = ["CURATED_LABELS", "ConflictError", "Curator", "NotFoundError", "RecordValidationError", "StaleWriteError"]
+__all__ = ["CURATED_LABELS", "ConflictError", "Curator", "NotFoundError", "RecordValidationError", "StaleWriteError", "claim_pair"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -93,6 +95,23 @@ def _relationship_repository(type_: str) -> repo.RelationshipRepository:
 def link_key(source: str, target: str) -> str:
     """The audit `entity_id` of a relationship: `from->to`."""
     return f"{source}->{target}"
+
+
+def claim_pair(selling_point_a: str, selling_point_b: str) -> tuple[str, str]:
+    """The stored order of a SAME_CLAIM pair (smaller id first); refuses a selling point paired with itself."""
+    for field, value in (("from", selling_point_a), ("to", selling_point_b)):
+        if not isinstance(value, str) or not value:
+            raise RecordValidationError.for_field("SAME_CLAIM", field, f"must be a selling point id, got {value!r}")
+    if selling_point_a == selling_point_b:
+        raise RecordValidationError.for_field("SAME_CLAIM", "to", f"a selling point cannot make the same claim as itself ({selling_point_a!r})")
+    return (selling_point_a, selling_point_b) if selling_point_a < selling_point_b else (selling_point_b, selling_point_a)
+
+
+def _require_ends(tx: Transaction, rel: repo.RelationshipRepository, source: str, target: str) -> None:
+    """Inside `tx`: NotFoundError naming an end of source->target that does not exist."""
+    for label, id in ((rel.spec.source, source), (rel.spec.target, target)):
+        if not tx.run(f"MATCH (n:{label} {{id: $id}}) RETURN n.id AS id", id=id):
+            raise NotFoundError(f"no {label} with id {id!r}")
 
 
 class Curator:
@@ -235,6 +254,24 @@ class Curator:
 
         return self.store.write(work)
 
+    def _propose(self, rel: repo.RelationshipRepository, scored: dict[tuple[str, str], float]) -> int:
+        """Write each (from, to) -> score not yet linked as `proposed`, in one transaction; existing links stay as they are."""
+        rows = [
+            rel.prepare(source, target, {"status": "proposed", "score": min(1.0, max(0.0, score)) if math.isfinite(score) else 0.0, "annotator": self.actor})
+            for (source, target), score in scored.items()
+        ]
+
+        def work(tx: Transaction) -> int:
+            written = 0
+            for row in rows:
+                if rel.lock_in(tx, row["from"], row["to"]) is None:
+                    rel.link_in(tx, row)
+                    self._audit(tx, "link", rel.spec.type, link_key(row["from"], row["to"]), None, row)
+                    written += 1
+            return written
+
+        return self.store.write(work) if rows else 0
+
     def propose_links(self, selling_point_id: str, scored_clips: Sequence[tuple[str, float]]) -> int:
         """Write retrieval results as `proposed` links to one selling point, in one transaction; returns how many.
 
@@ -242,50 +279,95 @@ class Curator:
         an existing link of any status is left exactly as it is, so annotators' judgements survive.
         Each new link is audited like any other. Unknown ids raise NotFoundError and write nothing.
         """
-        rows: dict[str, Row] = {}
+        scored: dict[tuple[str, str], float] = {}
         for clip_id, score in scored_clips:
-            if clip_id not in rows:
-                clamped = min(1.0, max(0.0, score)) if math.isfinite(score) else 0.0
-                rows[clip_id] = repo.illustrates.prepare(clip_id, selling_point_id, {"status": "proposed", "score": clamped, "annotator": self.actor})
+            scored.setdefault((clip_id, selling_point_id), score)
+        return self._propose(repo.illustrates, scored)
 
-        def work(tx: Transaction) -> int:
-            written = 0
-            for clip_id, row in rows.items():
-                if repo.illustrates.lock_in(tx, clip_id, selling_point_id) is None:
-                    repo.illustrates.link_in(tx, row)
-                    self._audit(tx, "link", "ILLUSTRATES", link_key(clip_id, selling_point_id), None, row)
-                    written += 1
-            return written
-
-        return self.store.write(work) if rows else 0
-
-    def set_link_status(self, clip_id: str, selling_point_id: str, status: str, *, expected_updated_at: str | None = None) -> Row:
-        """Judge a link (proposed/approved/rejected) as this annotator; with `expected_updated_at`, only if unchanged since."""
+    def _set_status(self, rel: repo.RelationshipRepository, source: str, target: str, status: str, expected_updated_at: str | None, what: str) -> Row:
+        """Judge the link source->target of a judged type (ILLUSTRATES, SAME_CLAIM); `what` names the pair in errors."""
+        type_ = rel.spec.type
         if status not in ILLUSTRATION_STATUSES:
-            raise RecordValidationError.for_field("ILLUSTRATES", "status", f"must be one of {', '.join(ILLUSTRATION_STATUSES)}, got {status!r}")
-        key = link_key(clip_id, selling_point_id)
+            raise RecordValidationError.for_field(type_, "status", f"must be one of {', '.join(ILLUSTRATION_STATUSES)}, got {status!r}")
+        key = link_key(source, target)
 
         def work(tx: Transaction) -> Row:
-            current = repo.illustrates.lock_in(tx, clip_id, selling_point_id)
+            current = rel.lock_in(tx, source, target)
             if current is None:
-                raise NotFoundError(f"clip {clip_id!r} is not linked to selling point {selling_point_id!r}")
+                _require_ends(tx, rel, source, target)
+                raise NotFoundError(f"{what} are not linked by {type_}")
             if expected_updated_at is not None and current["updated_at"] != expected_updated_at:
                 raise StaleWriteError(
                     f"the link {key} was changed by {current['annotator'] or 'someone else'} at {current['updated_at']} "
                     f"(status {current['status']}); reload it and judge again",
                     current,
                 )
-            row = repo.illustrates.prepare(clip_id, selling_point_id, {"status": status, "score": current["score"], "annotator": self.actor})
-            repo.illustrates.link_in(tx, row)
-            self._audit(tx, "set_status", "ILLUSTRATES", key, current, row)
+            row = rel.prepare(source, target, {"status": status, "score": current["score"], "annotator": self.actor})
+            rel.link_in(tx, row)
+            self._audit(tx, "set_status", type_, key, current, row)
             return row
 
         attempted = {"attempted_action": "set_status", "expected_updated_at": expected_updated_at, "values": {"status": status}}
-        return self._write(work, conflict=("ILLUSTRATES", key, attempted))
+        return self._write(work, conflict=(type_, key, attempted))
+
+    def set_link_status(self, clip_id: str, selling_point_id: str, status: str, *, expected_updated_at: str | None = None) -> Row:
+        """Judge a link (proposed/approved/rejected) as this annotator; with `expected_updated_at`, only if unchanged since."""
+        what = f"clip {clip_id!r} and selling point {selling_point_id!r}"
+        return self._set_status(repo.illustrates, clip_id, selling_point_id, status, expected_updated_at, what)
 
     def unlink_clip(self, clip_id: str, selling_point_id: str) -> None:
         """Remove a clip's ILLUSTRATES link to a selling point (NotFoundError if there is none)."""
         self.unrelate("ILLUSTRATES", clip_id, selling_point_id)
+
+    # ---- selling-point relations (SAME_CLAIM: one row per pair, smaller id first) ---------------
+
+    def relate_claims(self, selling_point_a: str, selling_point_b: str, *, status: str = "proposed", score: float | None = None) -> Row:
+        """Record that two selling points make the same claim, in either order (ConflictError if already related)."""
+        source, target = claim_pair(selling_point_a, selling_point_b)
+        row = repo.same_claim.prepare(source, target, {"status": status, "score": score, "annotator": self.actor})
+
+        def work(tx: Transaction) -> Row:
+            existing = repo.same_claim.lock_in(tx, source, target)
+            if existing is not None:
+                raise ConflictError(
+                    f"selling points {source!r} and {target!r} are already related (status {existing['status']}); change its status instead"
+                )
+            repo.same_claim.link_in(tx, row)
+            self._audit(tx, "link", "SAME_CLAIM", link_key(source, target), None, row)
+            return row
+
+        return self.store.write(work)
+
+    def propose_claims(self, scored_pairs: Sequence[tuple[str, str, float]]) -> int:
+        """Write (selling point, selling point, score) as `proposed` SAME_CLAIM relations, in one transaction; returns how many.
+
+        Pairs may come in either order (a pair given twice keeps its best score); a pair already
+        related keeps its relation exactly as it is, judged or not. Unknown ids raise NotFoundError
+        and a selling point paired with itself RecordValidationError; either way nothing is written.
+        """
+        scored: dict[tuple[str, str], float] = {}
+        for sp_a, sp_b, score in scored_pairs:
+            pair = claim_pair(sp_a, sp_b)
+            value = score if math.isfinite(score) else 0.0
+            scored[pair] = max(scored.get(pair, value), value)
+        return self._propose(repo.same_claim, scored)
+
+    def set_claim_status(self, selling_point_a: str, selling_point_b: str, status: str, *, expected_updated_at: str | None = None) -> Row:
+        """Judge a SAME_CLAIM relation (proposed/approved/rejected), either order; with `expected_updated_at`, only if unchanged since."""
+        source, target = claim_pair(selling_point_a, selling_point_b)
+        return self._set_status(repo.same_claim, source, target, status, expected_updated_at, f"selling points {source!r} and {target!r}")
+
+    def unrelate_claims(self, selling_point_a: str, selling_point_b: str) -> None:
+        """Remove the SAME_CLAIM relation of two selling points, either order (NotFoundError if there is none)."""
+        source, target = claim_pair(selling_point_a, selling_point_b)
+
+        def work(tx: Transaction) -> None:
+            if repo.same_claim.lock_in(tx, source, target) is None:
+                _require_ends(tx, repo.same_claim, source, target)
+            before = repo.same_claim.unlink_in(tx, source, target)
+            self._audit(tx, "unlink", "SAME_CLAIM", link_key(source, target), before, None)
+
+        self.store.write(work)
 
     # ---- uploads -------------------------------------------------------------------------------
 

@@ -26,12 +26,14 @@ def synthetic_rows(
     clips_per_product: int = 25,
     categories: int = 10,
     second_illustrations: int = 0,
+    same_claims: int = 3,
     seed: int = 0,
 ) -> tuple[Rows, Rows]:
     """Node rows per label and relationship rows per type.
 
     Nodes = categories + products·(1 + sp + clips) + 10 motions; relationships = products·(1 + sp)
-    + 3 per clip + `second_illustrations` (that many clips also illustrate a second selling point).
+    + 3 per clip + `second_illustrations` (that many clips also illustrate a second selling point)
+    + `same_claims` SAME_CLAIM relations (fewer when there are not that many pairs; see `same_claim_rows`).
     """
     rng = random.Random(seed)
     audit = {"created_at": STAMP, "updated_at": STAMP, "version": 1}
@@ -68,7 +70,26 @@ def synthetic_rows(
             if len(sp_ids) > 1 and p * clips_per_product + k < second_illustrations:
                 second = sp_ids[(k + 1) % len(sp_ids)]
                 rels["ILLUSTRATES"].append({"from": clip_id, "to": second, "status": "proposed", "score": round(rng.random(), 6), "updated_at": STAMP})
+    rels["SAME_CLAIM"] = same_claim_rows(products, selling_points_per_product, same_claims)
     return nodes, rels
+
+
+def same_claim_rows(products: int, selling_points_per_product: int, count: int) -> list[dict]:
+    """`count` SAME_CLAIM rows: selling point s of product i with selling point s of product i + 1, the
+    next pair one product and one selling point on; statuses cycle approved, proposed, rejected.
+
+    There are at most (products - 1)·selling points such pairs; with fewer products nothing repeats.
+    """
+    pairs = (products - 1) * selling_points_per_product
+    rows = []
+    for n in range(min(count, max(pairs, 0))):
+        p = n % (products - 1)
+        s = (n // (products - 1) + p) % selling_points_per_product  # (p, round) is unique, so is (p, s)
+        status = ("approved", "proposed", "rejected")[n % 3]
+        rows.append(
+            {"from": f"sp-{p:07d}-{s}", "to": f"sp-{p + 1:07d}-{s}", "status": status, "score": round(0.9 - 0.1 * (n % 5), 6), "updated_at": STAMP}
+        )
+    return sorted(rows, key=lambda row: (row["from"], row["to"]))
 
 
 def synthetic_ackb(directory: Path, **sizes: int) -> dict[str, int]:

@@ -5,6 +5,8 @@ clips a search may return; `rank` searches a `ClipIndex` with a query embedding 
 hit as a `RetrievedClip` with short, honest evidence (`explain`); `propose_links` writes hits back
 to the ACKB as *proposed* ILLUSTRATES links for annotators to judge, never touching a link that
 already exists (an annotator's approved/rejected judgement stays exactly as it is).
+`claim_candidates` and `propose_claims` do the same for selling-point relations: a selling point's
+text-nearest selling points of other products become *proposed* SAME_CLAIM relations.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ import numpy as np
 
 from kb.graph import AckbGraph
 from kb.store import GraphStore, NotFoundError, Row
+from kdcvg.errors import BadInputError
+from retrieval.features import TextEncoder, node_text
 from retrieval.index import ClipIndex
 
 CLIP = "CreativeClip"
+SP = "SellingPoint"
 PROPOSED = "proposed"
 MAX_LISTED = 3  # selling points named per explanation line
 
@@ -197,3 +202,69 @@ def propose_links(
     from kb.curation import Curator  # here, not at the top: kb.curation loads OpenCV, which a search never needs
 
     return Curator(store, annotator).propose_links(selling_point_id, [(r.clip_id, float(r.score)) for r in results])
+
+
+@dataclass(frozen=True)
+class ClaimCandidate:
+    """A selling point of another product that may make the same claim as `selling_point`."""
+
+    selling_point: str
+    other: str
+    score: float  # cosine similarity of the two texts' embeddings mapped to [0, 1]: (cos + 1) / 2
+    existing: str | None  # the status of the pair's SAME_CLAIM relation already in the graph, None when there is none
+
+
+def selling_point_embeddings(graph: AckbGraph, encoder: TextEncoder) -> np.ndarray:
+    """(selling points, dim) L2-normalised text embeddings in graph order, as `retrieval.features` computes them."""
+    return encoder.encode([node_text(SP, row) for row in graph.nodes[SP]])
+
+
+def claim_candidates(
+    graph: AckbGraph, embeddings: np.ndarray, selling_points: Sequence[str], top: int, min_score: float
+) -> list[ClaimCandidate]:
+    """For each of `selling_points`, its `top` text-nearest selling points of OTHER products scoring at least `min_score`.
+
+    Best first per selling point, each pair once (the first selling point to reach it names it); a
+    selling point without a product is compared with every other one. Unknown ids raise NotFoundError; `top` < 1 or `min_score` outside [0, 1] BadInputError.
+    """
+    if top < 1:
+        raise BadInputError(f"top must be at least 1, got {top}")
+    if not 0.0 <= min_score <= 1.0:
+        raise BadInputError(f"min-score must lie in [0, 1], got {min_score}")
+    index = graph.index(SP)
+    unknown = [sp for sp in selling_points if sp not in index]
+    if unknown:
+        raise NotFoundError(f"no SellingPoint with id {', '.join(map(repr, unknown))}")
+    if embeddings.shape[0] != len(index):
+        raise BadInputError(f"{embeddings.shape[0]} selling-point embeddings for {len(index)} selling points")
+    ids = graph.ids(SP)
+    owner = graph.product_of_selling_point
+    related = {(row["from"], row["to"]): row.get("status") for row in graph.relationships["SAME_CLAIM"]}
+    candidates: list[ClaimCandidate] = []
+    seen: set[tuple[str, str]] = set()
+    for sp in selling_points:
+        scores = (embeddings @ embeddings[index[sp]] + 1.0) / 2.0  # one row at a time: never a (n, n) matrix
+        mine = owner.get(sp)
+        order = np.argsort(-scores, kind="stable")
+        chosen = 0
+        for other in order:
+            if chosen == top or scores[other] < min_score:
+                break
+            other_id = ids[other]
+            if other_id == sp or (mine is not None and owner.get(other_id) == mine):
+                continue
+            pair = (sp, other_id) if sp < other_id else (other_id, sp)
+            chosen += 1
+            if pair in seen:
+                continue
+            seen.add(pair)
+            candidates.append(ClaimCandidate(sp, other_id, float(min(1.0, max(0.0, scores[other]))), related.get(pair)))
+    return candidates
+
+
+def propose_claims(store: GraphStore, candidates: Sequence[ClaimCandidate], annotator: str = "sar-model") -> int:
+    """Write `candidates` as proposed SAME_CLAIM relations (through the Curator, audited as `annotator`);
+    a pair already related keeps its relation and status. Returns how many were written."""
+    from kb.curation import Curator  # here, not at the top: kb.curation loads OpenCV, which a search never needs
+
+    return Curator(store, annotator).propose_claims([(c.selling_point, c.other, c.score) for c in candidates])

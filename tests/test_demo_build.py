@@ -80,7 +80,7 @@ def test_manifest_counts_and_checksums_match_files(built: Path, manifest: dict[s
 def test_jsonl_is_canonical_and_sorted(built: Path) -> None:
     for path in sorted(built.glob("*/*.jsonl")):
         text = path.read_text(encoding="utf-8")
-        if path.stem in ("GeneratedVideo", "REFERENCED", "GENERATED_FOR", "SAME_CLAIM"):  # no videos, no relations yet
+        if path.stem in ("GeneratedVideo", "REFERENCED", "GENERATED_FOR", "SAME_CLAIM"):  # no videos; no SAME_CLAIM between these two products
             assert text == "", path
             continue
         assert text.endswith("\n") and "\n\n" not in text, path

@@ -98,3 +98,56 @@ def test_export_refuses_a_non_empty_directory(store: GraphStore, media_dir: Path
     assert (target / "keep.txt").read_text() == "precious"
     export_ackb(store, target, media_dir, overwrite=True)
     assert (target / "manifest.json").is_file() and not (target / "keep.txt").exists()
+
+
+def _without_same_claim(source: Path, target: Path) -> None:
+    """Copy `source` as a directory written before SAME_CLAIM existed: no file, no manifest entry."""
+    import shutil
+
+    shutil.copytree(source, target)
+    (target / "relationships" / "SAME_CLAIM.jsonl").unlink()
+    manifest = json.loads((target / "manifest.json").read_text())
+    del manifest["relationships"]["SAME_CLAIM"]
+    (target / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_same_claim_relations_round_trip_with_their_judgements(store: GraphStore, small_ackb: Path, media_dir: Path, tmp_path: Path) -> None:
+    written = [json.loads(line) for line in (small_ackb / "relationships" / "SAME_CLAIM.jsonl").read_text().splitlines()]
+    assert {row["status"] for row in written} == {"approved", "proposed", "rejected"}  # the synthetic ACKB has some
+    import_ackb(store, small_ackb, media_dir)
+    assert ackb_stats(store)["relationships"]["SAME_CLAIM"] == len(written)
+    export_ackb(store, tmp_path / "out", media_dir)
+    assert (tmp_path / "out" / "relationships" / "SAME_CLAIM.jsonl").read_bytes() == (small_ackb / "relationships" / "SAME_CLAIM.jsonl").read_bytes()
+
+
+def test_a_directory_from_before_same_claim_imports_as_before(store: GraphStore, small_ackb: Path, media_dir: Path, tmp_path: Path) -> None:
+    _without_same_claim(small_ackb, tmp_path / "old")
+    report = import_ackb(store, tmp_path / "old", media_dir)
+    assert report.created.get("SAME_CLAIM", 0) == 0 and report.created["ILLUSTRATES"] > 0
+    assert ackb_stats(store)["relationships"]["SAME_CLAIM"] == 0
+    export_ackb(store, tmp_path / "out", media_dir)  # an export always lists the type, empty
+    assert (tmp_path / "out" / "relationships" / "SAME_CLAIM.jsonl").read_bytes() == b""
+
+
+@pytest.mark.parametrize(
+    "row, reason",
+    [
+        ({"from": "sp-0000001-0", "to": "sp-0000000-0", "status": "approved"}, "from < to"),
+        ({"from": "sp-0000000-0", "to": "sp-0000000-0", "status": "approved"}, "itself"),
+        ({"from": "sp-0000000-0", "to": "prod-0000001", "status": "approved"}, "prod-0000001"),
+        ({"from": "sp-0000000-0", "to": "sp-0000002-0", "status": "maybe"}, "status"),
+    ],
+)
+def test_a_bad_same_claim_row_is_refused_naming_its_line(store: GraphStore, editable_ackb: Path, media_dir: Path, tmp_path: Path, row: dict, reason: str) -> None:
+    from kb.interchange import ImportValidationError
+
+    path = editable_ackb / "relationships" / "SAME_CLAIM.jsonl"
+    lines = path.read_text().splitlines() + [json.dumps(row)]
+    path.write_text("\n".join(lines) + "\n")
+    manifest = json.loads((editable_ackb / "manifest.json").read_text())
+    manifest["relationships"]["SAME_CLAIM"] = {"file": "relationships/SAME_CLAIM.jsonl"}
+    (editable_ackb / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ImportValidationError) as caught:
+        import_ackb(store, editable_ackb, media_dir)
+    assert any(p.startswith(f"relationships/SAME_CLAIM.jsonl:{len(lines)}") and reason in p for p in caught.value.problems), caught.value.problems
+    assert ackb_stats(store)["relationships"]["SAME_CLAIM"] == 0

@@ -247,8 +247,13 @@ def link_state_key(link: Row) -> str:
 
 def judge(link: Row, status: str, seen: str | None, key: str) -> bool:
     """Set a link's status if nobody changed it since this session saw it (`seen` updated_at); reruns when saved."""
+    return save_judgement(lambda c: c.set_link_status(link["clip_id"], link["selling_point_id"], status, expected_updated_at=seen), key)
+
+
+def save_judgement(action: Callable[[Curator], Row], key: str) -> bool:
+    """Run a status change (ILLUSTRATES or SAME_CLAIM) made with `expected_updated_at`; a stale one shows the stored status."""
     try:
-        saved = write(lambda c: c.set_link_status(link["clip_id"], link["selling_point_id"], status, expected_updated_at=seen))
+        saved = write(action)
     except StaleWriteError as exc:
         st.session_state[f"{key}_seen"] = exc.current["updated_at"]
         st.warning(md_escape(f"Not saved: {exc}. Shown now: {exc.current['status']}; choose again."))

@@ -2,7 +2,8 @@
 
 Why: the project needs a realistic knowledge base to develop and test against without any private
 data: 5 categories, 12 products, 60 selling points, 10 motion types and 300 real MP4 clips, each
-clip with a caption, tags, its *measured* motion descriptors and an ILLUSTRATES annotation.
+clip with a caption, tags, its *measured* motion descriptors and an ILLUSTRATES annotation, and
+SAME_CLAIM relations between selling points of different products (approved, proposed, rejected).
 
 What: `build_demo_ackb(out_dir)` plans every clip deterministically from `kb.demo.spec` (which
 selling point, which motion, scene, length, caption, tags, annotation), renders the clips in a
@@ -45,6 +46,7 @@ from kb.demo.spec import (
     MOTIONS,
     NUM_FRAMES_CHOICES,
     PRODUCTS,
+    SAME_CLAIMS,
     SCENES,
     TIMESTAMP,
     spec_data,
@@ -291,11 +293,23 @@ def build_rows(products: Sequence[dict[str, Any]], plans: Sequence[ClipPlan],
                                     "updated_at": TIMESTAMP})
         rels["FEATURES"].append({"from": plan.id, "to": product_id(plan.product)})
         rels["HAS_MOTION"].append({"from": plan.id, "to": motion_id(plan.motion)})
+    rels["SAME_CLAIM"] = same_claim_rows(products)
     for rows in nodes.values():
         rows.sort(key=lambda row: row["id"])
     for rows in rels.values():
         rows.sort(key=lambda row: (row["from"], row["to"]))
     return nodes, rels
+
+
+def same_claim_rows(products: Sequence[dict[str, Any]]) -> list[Row]:
+    """The spec's SAME_CLAIM relations whose two products are among `products`: each pair once, smaller id first, sorted."""
+    keys = {p["key"] for p in products}
+    rows = []
+    for product_a, sp_a, product_b, sp_b, status, score, annotator in SAME_CLAIMS:
+        if product_a in keys and product_b in keys:
+            first, second = sorted((selling_point_id(product_a, sp_a), selling_point_id(product_b, sp_b)))
+            rows.append({"from": first, "to": second, "status": status, "score": score, "annotator": annotator, "updated_at": TIMESTAMP})
+    return sorted(rows, key=lambda row: (row["from"], row["to"]))
 
 
 # --------------------------------------------------------------------------------------------

@@ -418,6 +418,24 @@ ILLUSTRATION_MIX: list[tuple[str, float, tuple[float, float]]] = [
 ]
 ANNOTATORS: tuple[str, ...] = ("demo-annotator-1", "demo-annotator-2", "demo-annotator-3")
 
+# SAME_CLAIM relations between selling points of different products: (product, selling point,
+# product, selling point, status, score, annotator). Approved only where the two really make the
+# same claim in other words; proposed where an annotator could argue either way (the numbers or the
+# sense differ); rejected where the wording is alike but the claims are not (what a text-similarity
+# proposer gets wrong). A build keeps the rows whose two products it includes.
+SAME_CLAIMS: list[tuple[str, str, str, str, str, float, str]] = [
+    ("thermopeak-insulated-bottle", "leak-proof", "commuter-travel-mug", "spill-proof", "approved", 0.91, "demo-annotator-1"),
+    ("airbeat-wireless-earbuds", "ipx5", "pulse-portable-speaker", "ip67", "approved", 0.84, "demo-annotator-2"),
+    ("airbeat-wireless-earbuds", "battery-30h", "studiomax-headphones", "battery-40h", "approved", 0.88, "demo-annotator-3"),
+    ("studiomax-headphones", "battery-40h", "pulse-portable-speaker", "battery-20h", "proposed", 0.79, "sar-model"),
+    ("aquasonic-electric-toothbrush", "battery-30-days", "airbeat-wireless-earbuds", "battery-30h", "proposed", 0.74, "sar-model"),
+    ("hydraglow-sheet-mask", "deep-hydration", "velvet-night-cream", "ceramide-barrier", "proposed", 0.71, "sar-model"),
+    ("silkshine-argan-shampoo", "argan-oil", "curldefine-leave-in-conditioner", "shea-butter", "proposed", 0.69, "sar-model"),
+    ("thermopeak-insulated-bottle", "cold-24h", "commuter-travel-mug", "hot-12h", "rejected", 0.86, "demo-annotator-2"),
+    ("sunshield-spf50-sunscreen", "water-resistant", "airbeat-wireless-earbuds", "ipx5", "rejected", 0.66, "demo-annotator-1"),
+    ("sunshield-spf50-sunscreen", "non-greasy", "curldefine-leave-in-conditioner", "no-rinse", "rejected", 0.62, "demo-annotator-3"),
+]
+
 TIMESTAMP = "2026-01-01T00:00:00.000000Z"  # fixed created_at/updated_at: byte-stable output
 
 
@@ -434,6 +452,7 @@ def spec_data() -> dict[str, Any]:
         "clip_size": CLIP_SIZE,
         "illustration_mix": ILLUSTRATION_MIX,
         "annotators": list(ANNOTATORS),
+        "same_claims": SAME_CLAIMS,
         "clips_per_selling_point": CLIPS_PER_SELLING_POINT,
         "timestamp": TIMESTAMP,
     }

@@ -5,6 +5,11 @@ Proposals are `proposed` ILLUSTRATES links (written by `kdcvg retrieve --propose
 annotator: exactly what `kdcvg retrieval feedback` (REINFORCE) reads as annotators' feedback.
 Keyboard: the first proposal in the queue takes A (accept) and X (reject); Tab moves between
 the buttons of the others, Enter/Space presses one.
+
+Below, "Same claim": the selling point's proposed SAME_CLAIM relations (written by `kdcvg
+retrieval propose-claims`), each with the other selling point's text and product; a reviewer marks
+them the same claim (approved) or different (rejected), with the same stale-judgement check and
+audit as clip links. Judged relations are listed underneath.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from kb.store import Row
 from retrieval.api import load_sar, retrieve_for_selling_point
 from retrieval.service import propose_links
 from ui import state
-from ui.forms import judge, link_state_key
+from ui.forms import judge, link_state_key, save_judgement
 from ui.render import md_escape
 from ui.widgets import point_chooser, show_video
 
@@ -66,6 +71,38 @@ def proposal_card(media_dir: Path, link: Row, first: bool) -> None:
             judge(link, "rejected", seen, key)
 
 
+def claim_card(claim: Row) -> None:
+    """A proposed relation: the other selling point, its product and score, and same/different buttons."""
+    key = f"claim_{claim['from']}_{claim['to']}"
+    seen = st.session_state.setdefault(f"{key}_seen", claim["updated_at"])
+    with st.container(border=True):
+        score = "—" if claim["score"] is None else f"{claim['score']:.3f}"
+        st.markdown(f"**{md_escape(claim['other_id'])}** · {md_escape(claim['other_product'] or 'no product')} · score {score}")
+        st.text(claim["other_text"] or "")
+        same, different = st.columns(2)
+        for column, label, status, icon in ((same, "Same claim", "approved", ":material/check:"), (different, "Different", "rejected", ":material/close:")):
+            if column.button(label, key=f"{key}_{status}", type="primary" if status == "approved" else "secondary", icon=icon):
+                save_judgement(lambda c, status=status: c.set_claim_status(claim["from"], claim["to"], status, expected_updated_at=seen), key)
+
+
+def claims_section(point: Row) -> None:
+    """The selling point's proposed SAME_CLAIM relations to judge, and its judged ones."""
+    shared = state.shared_store()
+    with shared.use() as store:
+        claims = browse.claims_for_selling_point(store, point["id"], limit=MAX_SHOWN * 2)
+    st.subheader("Same claim")
+    proposed = [c for c in claims if c["status"] == "proposed"]
+    if not proposed:
+        st.info("No proposed same-claim relation waits for review (`kdcvg retrieval propose-claims` proposes them).")
+    for start in range(0, min(len(proposed), MAX_SHOWN), COLUMNS):
+        for column, claim in zip(st.columns(COLUMNS), proposed[start : start + COLUMNS]):
+            with column:
+                claim_card(claim)
+    for claim in (c for c in claims if c["status"] != "proposed"):
+        verdict = "same claim" if claim["status"] == "approved" else "different"
+        st.caption(md_escape(f"{verdict}: {claim['other_id']} ({claim['other_text']!r}), judged by {claim['annotator'] or 'unknown'}"))
+
+
 def page() -> None:
     """Pick a selling point, optionally ask SAR, judge the proposals."""
     state.require("review")
@@ -89,12 +126,13 @@ def page() -> None:
         queue = browse.links_for_selling_point(store, point["id"], status="proposed", limit=MAX_SHOWN)
     if not queue:
         st.info("No proposal waits for review for this selling point.")
-        return
-    st.caption("Keyboard: A accepts and X rejects the first proposal; Tab and Enter reach the others.")
+    else:
+        st.caption("Keyboard: A accepts and X rejects the first proposal; Tab and Enter reach the others.")
     for start in range(0, len(queue), COLUMNS):
         for column, link in zip(st.columns(COLUMNS), queue[start : start + COLUMNS]):
             with column:
                 proposal_card(shared.settings.media_dir, link, first=start == 0 and link is queue[0])
+    claims_section(point)
 
 
 page()
