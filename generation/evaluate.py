@@ -227,11 +227,12 @@ def evaluate_generation(
     seeds: list[int],
     videos_dir: Path,
     clip_encoder: OpenClipEncoder | None = None,
-    options: GenerationOptions = GenerationOptions(),
+    options: GenerationOptions | None = None,
     variants: tuple[str, ...] = DEFAULT_VARIANTS,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Generate and measure every variant for every selling point × seed with `options`; the report (JSON-ready)."""
+    options = options or GenerationOptions()
     if options.motion_strength == 0.0:
         raise EvaluationError("MKR's motion_strength must be in (0, 1] (0 is the plain baseline), got 0.0")
     if not seeds:

@@ -19,8 +19,8 @@ from generation.evaluate import (
     pick_selling_points,
 )
 from generation.generator import Generator
-from generation.request import GenerationOptions
 from generation.metrics import CLIP_UNAVAILABLE, motion_magnitude, motion_smoothness, temporal_consistency, text_video_alignment
+from generation.request import GenerationOptions
 from kb.backends import open_store
 from kb.graph import AckbGraph, graph_from_store
 from kdcvg.config import Settings

@@ -10,7 +10,7 @@ import pytest
 
 from generation.api import generate_for
 from generation.backbones import FAMILIES, check_request
-from generation.request import GenerationOptions, GenerationRequest, GenerationError, RequestError
+from generation.request import GenerationError, GenerationOptions, GenerationRequest, RequestError
 from kdcvg.config import Settings
 from kdcvg.errors import BadInputError
 from tests.conftest import generated_state, kdcvg_in
