@@ -24,7 +24,7 @@ generation_app = typer.Typer(help="MKR: knowledge-referenced video generation (e
 generation_app.command("train-demo")(train_demo)
 
 class MotionPrior(str, Enum):
-    """The motion priors offered on the command line (generation.pipeline.METHODS)."""
+    """The motion priors offered on the command line (generation.request.METHODS)."""
 
     spectral = "spectral"
     inversion = "inversion"

@@ -27,17 +27,7 @@ from generation.ip_adapter import ip_adapter_call_kwargs
 from generation.motion_prior import encode_reference, inversion_mix, noise_prior, spectral_mix
 from generation.reference_cache import ReferenceCache
 from generation.reference_video import read_reference
-from generation.request import (  # noqa: F401 - re-exported: the pipeline's limits and error
-    DEFAULT_STRENGTH,
-    MAX_FRAMES,
-    MAX_SIZE,
-    METHODS,
-    MIN_SIZE,
-    SIZE_MULTIPLE,
-    GenerationError,
-    GenerationOptions,
-    RequestError,
-)
+from generation.request import DEFAULT_STRENGTH, METHODS, GenerationError, GenerationOptions, RequestError
 
 # Below this ᾱ at the first timestep, the forward-noised reference of `noise_prior` is pure noise.
 MIN_NOISE_PRIOR_ALPHA = 1e-6
