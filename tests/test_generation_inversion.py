@@ -67,7 +67,7 @@ def test_strength_zero_is_the_plain_pipeline_and_touches_no_cache(pipe, tiny_dir
     cache = ReferenceCache(tmp_path / "cache")
     frames, info = generate_frames(
         pipe, PROMPT, reference_video=reference_clip, motion_strength=0.0, method="inversion", seed=3,
-        cache=cache, model=tiny_dir, **SMALL,
+        cache=cache, model_dir=tiny_dir, **SMALL,
     )  # fmt: skip
     plain = pipe(PROMPT, num_frames=4, height=32, width=32, num_inference_steps=2, guidance_scale=7.5,
                  generator=torch.Generator().manual_seed(3), output_type="np").frames[0]  # fmt: skip
