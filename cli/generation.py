@@ -24,7 +24,7 @@ generation_app = typer.Typer(help="MKR: knowledge-referenced video generation (e
 generation_app.command("train-demo")(train_demo)
 
 class MotionPrior(str, Enum):
-    """The motion priors offered on the command line (generation.pipeline.METHODS)."""
+    """The motion priors offered on the command line (generation.request.METHODS)."""
 
     spectral = "spectral"
     inversion = "inversion"
@@ -46,6 +46,22 @@ def _model_dir(model: Path | None) -> Path:
     raise AssertionError("unreachable")
 
 
+# Request fields whose flag is not `--field-name` (generation.request.GenerationOptions).
+FLAGS = {"k": "-k", "height": "--size", "width": "--size"}
+
+
+def request_from_flags(values: dict[str, Any], defaults: Any = None, *, what: bool = False) -> Any:
+    """The flags' values as a GenerationOptions (a GenerationRequest with `what`); a bad one exits 2 naming its flag."""
+    from generation.request import GenerationOptions, GenerationRequest, RequestError
+
+    model = GenerationRequest if what else GenerationOptions
+    try:
+        return model.parse(values, defaults)
+    except RequestError as error:
+        fail(str(error.renamed({name: FLAGS.get(name, "--" + name.replace("_", "-")) for name, _ in error.problems})), 2)
+    raise AssertionError("unreachable")
+
+
 def generate(
     product: Annotated[Optional[str], typer.Option(help="Product id.")] = None,
     selling_point: Annotated[Optional[str], typer.Option("--selling-point", help="Selling point id, or its exact text.")] = None,
@@ -54,10 +70,10 @@ def generate(
     ] = None,
     model: ModelOption = None,
     k: Annotated[int, typer.Option("-k", help="Reference clips retrieved (1-100).")] = 3,
-    seed: Annotated[int, typer.Option(min=0)] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the initial noise (>= 0).")] = 0,
     motion_strength: Annotated[
         Optional[float],
-        typer.Option(min=0.0, max=1.0, help="0 = plain text-to-video; 1 = strongest motion prior (default: 0.5 spectral, 0.7 inversion)."),
+        typer.Option(help="0 = plain text-to-video; 1 = strongest motion prior (default: 0.5 spectral, 0.7 inversion)."),
     ] = None,
     motion_prior: Annotated[
         MotionPrior, typer.Option(help="spectral: reference low frequencies in the noise; inversion: the reference inverted along the sampler's ODE.")
@@ -65,41 +81,40 @@ def generate(
     frames: Annotated[int, typer.Option(help="Frames (1-64).")] = 8,
     size: Annotated[int, typer.Option(help="Width and height in pixels (multiple of 8).")] = 64,
     steps: Annotated[int, typer.Option(help="Denoising steps.")] = 4,
+    guidance_scale: Annotated[float, typer.Option(help="Classifier-free guidance weight (0-50).")] = 7.5,
     ip_adapter_scale: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Weight of the reference keyframe when KDCVG_IP_ADAPTER is set (0 = text only).")
+        float, typer.Option(help="Weight of the reference keyframe when KDCVG_IP_ADAPTER is set (0 = text only, up to 1).")
     ] = 0.5,
     motion_lora: Annotated[
         Optional[str], typer.Option(help="A motion LoRA .safetensors file, or 'auto': the one trained on the best reference clip.")
     ] = None,
-    motion_lora_scale: Annotated[float, typer.Option(min=0.0, max=2.0, help="Weight of the motion LoRA (0 = none).")] = 1.0,
+    motion_lora_scale: Annotated[float, typer.Option(help="Weight of the motion LoRA (0 = none, up to 2).")] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     out_file: Annotated[
         Optional[Path], typer.Option("--out", help="With --batch: write the JSON-lines results here, not to stdout.")
     ] = None,
 ) -> None:
     """Retrieve reference clips, build the prompt, generate with their motion, record provenance."""
-    if batch is not None:
-        if product is not None or selling_point is not None:
-            fail("give --batch or --product/--selling-point, not both", 2)
-        if motion_lora is not None:
-            fail("--motion-lora goes with one video (--product/--selling-point), not --batch", 2)
-        defaults = {"k": k, "seed": seed, "motion_strength": motion_strength, "motion_prior": motion_prior.value,
-                    "frames": frames, "size": size, "steps": steps}  # fmt: skip
-        with writer_lock(settings()):  # records provenance: refused while the curation app runs on the store
-            _generate_batch(batch, _model_dir(model), defaults, out_file)
-        return
-    if product is None or selling_point is None:
+    if batch is not None and (product is not None or selling_point is not None):
+        fail("give --batch or --product/--selling-point, not both", 2)
+    if batch is None and (product is None or selling_point is None):
         fail("give --product and --selling-point (or --batch FILE)", 2)
-    if out_file is not None:
+    if batch is None and out_file is not None:
         fail("--out goes with --batch (use --json for one video)", 2)
+    options = request_from_flags({
+        "model": _model_dir(model), "k": k, "seed": seed, "motion_strength": motion_strength, "motion_prior": motion_prior.value,
+        "frames": frames, "height": size, "width": size, "steps": steps, "guidance_scale": guidance_scale,
+        "ip_adapter_scale": ip_adapter_scale, "motion_lora": motion_lora, "motion_lora_scale": motion_lora_scale,
+    })  # fmt: skip
+    if batch is not None:
+        with writer_lock(settings()):  # records provenance: refused while the curation app runs on the store
+            _generate_batch(batch, options, out_file)
+        return
     from generation.api import generate as run
 
-    model_dir = _model_dir(model)
+    request = request_from_flags({"product": product, "selling_point": selling_point}, options, what=True)
     with writer_lock(settings()), handled_errors():
-        result = run(
-            product, selling_point, model_dir=model_dir, k=k, seed=seed, motion_strength=motion_strength,
-            motion_prior=motion_prior.value, motion_lora=motion_lora, motion_lora_scale=motion_lora_scale, num_frames=frames, height=size, width=size, steps=steps, ip_adapter_scale=ip_adapter_scale, settings=settings(),
-        )  # fmt: skip
+        result = run(settings(), request)
     if as_json:
         payload = {**asdict(result), "video_path": str(result.video_path), "sidecar_path": str(result.sidecar_path)}
         print(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
@@ -109,7 +124,7 @@ def generate(
     out.print(f"references: {', '.join(result.reference_clips)}; provenance: GeneratedVideo {result.video_id}", highlight=False)
 
 
-def _generate_batch(path: Path, model_dir: Path, defaults: dict[str, Any], out_file: Path | None) -> None:
+def _generate_batch(path: Path, defaults: Any, out_file: Path | None) -> None:
     """Validate the whole file, load once, generate each request; JSON lines out, failures named, exit 1 if any."""
     from generation.backbones import backbone_family
     from generation.batch import BatchError, check_requests, read_requests, run_batch
@@ -120,9 +135,9 @@ def _generate_batch(path: Path, model_dir: Path, defaults: dict[str, Any], out_f
     except BatchError as error:
         fail(f"{len(error.problems)} problem(s), nothing generated:\n" + "\n".join(error.problems), 2)
     with handled_errors():
-        generator = Generator(model_dir, settings())
+        generator = Generator(defaults.model, settings())
     try:
-        check_requests(path, requests, generator.sar.graph, backbone_family(generator.pipe))
+        check_requests(path, requests, generator.sar.graph, backbone_family(generator.pipe), generator.model_dir)
     except BatchError as error:
         fail(f"{len(error.problems)} problem(s), nothing generated:\n" + "\n".join(error.problems), 2)
     stream: IO[str] = out_file.open("w", encoding="utf-8") if out_file is not None else sys.stdout
@@ -163,7 +178,7 @@ def evaluate(
     model: ModelOption = None,
     k: Annotated[int, typer.Option("-k", help="Reference clips retrieved (1-100).")] = 3,
     motion_strength: Annotated[
-        Optional[float], typer.Option(min=0.0, max=1.0, help="Motion prior strength (> 0; default: each prior's own).")
+        Optional[float], typer.Option(help="Motion prior strength (> 0, up to 1; default: each prior's own).")
     ] = None,
     frames: Annotated[int, typer.Option(help="Frames (1-64).")] = 8,
     size: Annotated[int, typer.Option(help="Width and height in pixels (multiple of 8).")] = 64,
@@ -187,10 +202,12 @@ def evaluate(
     if not seed_list or min(seed_list) < 0:
         fail(f"--seeds must be one or more integers >= 0, got {seeds!r}", 2)
     config = settings()
-    model_dir = _model_dir(model)
+    options = request_from_flags(
+        {"model": _model_dir(model), "k": k, "motion_strength": motion_strength, "frames": frames, "height": size, "width": size, "steps": steps}
+    )
     with handled_errors():
         clip_encoder = clip_encoder_from_settings(config)
-        generator = Generator(model_dir, config)
+        generator = Generator(options.model, config)
         graph = generator.sar.graph
         if selling_points is not None:
             ids = parse_selling_points(selling_points, graph)
@@ -198,8 +215,7 @@ def evaluate(
             ids = pick_selling_points(graph, generator.sar.meta.get("train_selling_points"), count, sample_seed)
         report = evaluate_generation(
             generator, ids, seeds=seed_list, videos_dir=videos_dir or default_videos_dir(config.cache_dir), clip_encoder=clip_encoder,
-            k=k, motion_strength=motion_strength, variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
-            num_frames=frames, size=size, steps=steps, progress=sys.stderr.isatty(),
+            options=options, variants=tuple(v.strip() for v in variants.split(",") if v.strip()), progress=sys.stderr.isatty(),
         )  # fmt: skip
     if out_file is not None:
         out_file.parent.mkdir(parents=True, exist_ok=True)

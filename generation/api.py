@@ -22,13 +22,14 @@ from typing import Any
 
 from diffusers import DiffusionPipeline
 
-from generation.backbones import BackboneFamily, backbone_family, detect_family, load_backbone
+from generation.backbones import BackboneFamily, backbone_family, check_request, detect_family, load_backbone
 from generation.ip_adapter import IPAdapterFiles, loaded_ip_adapter, middle_keyframe
 from generation.motion_lora import MotionLoraFile, find_motion_lora, lora_root, read_motion_lora, use_motion_lora
-from generation.pipeline import GenerationError, generate_frames, resolve_strength, write_mp4
+from generation.pipeline import GenerationError, generate_frames, write_mp4
 from generation.prompt import PromptPlan, build_prompt, resolve_selling_point
 from generation.provenance import record_generation
 from generation.reference_cache import ReferenceCache
+from generation.request import GenerationRequest
 from generation.rewrite import PromptRewriter, rewrite_plan, rewriter_from_settings
 from kb.backends import open_store
 from kb.store import GraphStore
@@ -62,57 +63,42 @@ def load_pipeline(model_dir: Path, settings: Settings) -> DiffusionPipeline:
 
 
 def generate(
-    product_id: str,
-    selling_point: str,
+    settings: Settings,
+    request: GenerationRequest,
     *,
-    model_dir: Path,
-    k: int = 3,
-    seed: int = 0,
-    motion_strength: float | None = None,
-    motion_prior: str = "spectral",
-    num_frames: int = 8,
-    height: int = 64,
-    width: int = 64,
-    steps: int = 4,
-    guidance_scale: float = 7.5,
-    settings: Settings | None = None,
-    ip_adapter_scale: float = 0.5,
+    store: GraphStore | None = None,
     pipe: DiffusionPipeline | None = None,
     sar: LoadedSar | None = None,
     scratch_dir: Path | None = None,
     rewriter: PromptRewriter | None = None,
-    motion_lora: str | Path | None = None,
-    motion_lora_scale: float = 1.0,
-    store: GraphStore | None = None,
 ) -> GenerationResult:
-    """Generate a video for `product_id`'s `selling_point` (id or exact text); deterministic for a seed.
+    """Generate the video `request` asks for (see `generation.request`); deterministic for a seed.
 
+    `store`: the open store to read SAR's knowledge from and record provenance in (the app passes its
+    shared one, so a generation does not hold it for its whole length); None opens the configured one.
     `pipe` and `sar` reuse a backbone (from `load_pipeline`) and SAR already loaded (generation.generator);
     with `scratch_dir` the files go there and no provenance is recorded (evaluation runs stay out of the graph).
+    `rewriter` (default: the configured one, `Settings.prompt_rewriter`) finalises the graph prompt.
     With an IP-Adapter loaded (`settings.ip_adapter`, AnimateDiff backbones) the best reference clip's
     middle keyframe also conditions the video at `ip_adapter_scale`; the parameters record whether
     image conditioning was used, and why not when an adapter is configured but cannot apply.
-    `motion_prior` is "spectral" (FreeInit-style low-frequency mix), "inversion" (the reference
-    DDIM-inverted along the sampler's ODE, cached under `<data>/cache/motion-prior/`) or
-    "noise_prior"; `motion_strength` None takes the method's default (inversion: β = 0.7).
-    `rewriter` (default: the configured one, `Settings.prompt_rewriter`) finalises the graph prompt.
-    `motion_lora`: a trained motion LoRA's `.safetensors` path, or "auto" for the newest one trained on
-    the best reference clip for this backbone (`kdcvg generation train-motion-lora`), applied at
-    `motion_lora_scale`; None: no LoRA.
-    `store`: the open store to read SAR's knowledge from and record provenance in (the app passes its
-    shared one, so a generation does not hold it for its whole length); None opens the configured one.
+    `motion_lora` "auto" is the newest LoRA trained on the best reference clip for this backbone
+    (`kdcvg generation train-motion-lora`). The provenance `parameters` hold `request` (what was
+    asked) and what was resolved from it (motion prior, LoRA, image conditioning, prompt rewrite).
     """
-    motion_strength = resolve_strength(motion_prior, motion_strength)
-    if not 0.0 <= float(ip_adapter_scale) <= 1.0:
-        raise GenerationError(f"ip_adapter_scale must be in [0, 1], got {ip_adapter_scale}")
-    settings = settings or load_settings()
+    if not isinstance(request, GenerationRequest):
+        raise TypeError(f"request must be a GenerationRequest, got {type(request).__name__}")
+    model_dir = request.model or settings.generation_model_dir
+    product_id, selling_point, seed = request.product, request.selling_point, request.seed
+    motion_prior, motion_strength = request.motion_prior, request.strength()
+    check_request(request, backbone_family(pipe) if pipe is not None else detect_family(model_dir))  # before any work
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
     # 1. Knowledge: the selling point, and SAR's best clips for it.
     loaded = sar or load_sar(settings, store=store)
     sp = resolve_selling_point(loaded.graph, product_id, selling_point)
-    results = retrieve_for_selling_point(sp["id"], k=k, loaded=loaded)
+    results = retrieve_for_selling_point(sp["id"], k=request.k, loaded=loaded)
     if not results:
         raise GenerationError(f"no clip could be retrieved for selling point {sp['id']!r}")
     references = [r.clip_id for r in results]
@@ -142,32 +128,30 @@ def generate(
     timings["load_model_s"] = time.perf_counter() - t
     # Image prior: the same clip's middle keyframe, through the IP-Adapter when one is loaded.
     image_conditioning = _image_conditioning(
-        settings.ip_adapter, backbone_family(pipe), loaded_ip_adapter(pipe), reference_video, ip_adapter_scale
+        settings.ip_adapter, backbone_family(pipe), loaded_ip_adapter(pipe), reference_video, request.ip_adapter_scale
     )
     keyframe = middle_keyframe(reference_video) if image_conditioning["used"] else None
-    lora = _motion_lora(motion_lora, reference_video, model_dir, settings)
-    with use_motion_lora(pipe, lora, motion_lora_scale) if lora is not None else nullcontext():
+    lora = _motion_lora(request.motion_lora, reference_video, model_dir, settings)
+    with use_motion_lora(pipe, lora, request.motion_lora_scale) if lora is not None else nullcontext():
         frames, info = generate_frames(
             pipe, plan.prompt, plan.negative_prompt, reference_video=reference_video, motion_strength=motion_strength,
-            method=motion_prior, cache=ReferenceCache.under(settings.cache_dir), model_dir=model_dir, num_frames=num_frames,
-            height=height, width=width, steps=steps, guidance_scale=guidance_scale, seed=seed,
-            ip_adapter_image=keyframe, ip_adapter_scale=ip_adapter_scale,
+            method=motion_prior, cache=ReferenceCache.under(settings.cache_dir), model_dir=model_dir, seed=seed,
+            ip_adapter_image=keyframe, ip_adapter_scale=request.ip_adapter_scale, **request.frame_options(),
         )  # fmt: skip
     timings.update({key: value for key, value in info.items() if key.endswith("_s")})
     parameters = {
-        "k": k, "seed": seed, "motion_strength": motion_strength, "num_frames": num_frames, "height": height,
-        "width": width, "steps": steps, "guidance_scale": guidance_scale, "fps": FPS,
+        "request": request.recorded(), "fps": FPS,
         "reference_video": str(reference_video.relative_to(settings.media_dir)) if reference_video and reference_video.is_relative_to(settings.media_dir) else None,
         "image_conditioning": image_conditioning,
         "prompt_rewrite": plan.rewrite,
         "motion_lora": None if lora is None else {
             "file": str(lora.weights.relative_to(settings.data_dir)) if lora.weights.is_relative_to(settings.data_dir) else str(lora.weights),
-            "sha256": lora.sha256, "scale": float(motion_lora_scale),
+            "sha256": lora.sha256, "scale": float(request.motion_lora_scale),
             "trained": {key: lora.card.get(key) for key in ("config", "size", "loss", "fixed_draws_loss_before", "fixed_draws_loss_after", "clip_sha256")},
         },
         "motion_prior": {
             "method": motion_prior, "strength": motion_strength,
-            "inversion_steps": steps if motion_prior == "inversion" and motion_strength > 0 else None,
+            "inversion_steps": request.steps if motion_prior == "inversion" and motion_strength > 0 else None,
             "reference_cache": info["reference_cache"],
         },
     }  # fmt: skip
@@ -198,6 +182,13 @@ def generate(
         sidecar.unlink(missing_ok=True)
         raise
     return GenerationResult(video_id, video_path, sidecar, plan, references, parameters, timings)
+
+
+def generate_for(product: str, selling_point: str, *, settings: Settings | None = None, store: GraphStore | None = None,
+                 **options: Any) -> GenerationResult:  # fmt: skip
+    """Scripts' shortcut: the request from keyword options (`GenerationRequest` field names), validated, then generated."""
+    request = GenerationRequest.parse({"product": product, "selling_point": selling_point, **options})
+    return generate(settings or load_settings(), request, store=store)
 
 
 def _motion_lora(choice: str | Path | None, reference_video: Path | None, model_dir: Path, settings: Settings) -> MotionLoraFile | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from diffusers import DiffusionPipeline
 
+from generation.request import GenerationOptions, RequestError
 from kdcvg.errors import BadInputError
 
 
@@ -157,3 +158,19 @@ def backbone_family(pipe: DiffusionPipeline) -> BackboneFamily:
     if family is None:
         raise BackboneError(f"unsupported pipeline class {type(pipe).__name__}")
     return family
+
+
+def check_request(request: GenerationOptions, family: BackboneFamily) -> None:
+    """Raise RequestError naming frames, height or width when `family` cannot generate them (time compression, size multiple)."""
+    problems: list[tuple[str, str]] = []
+    compression = family.temporal_compression
+    if (request.frames - 1) % compression:
+        problems.append(
+            ("frames", f"{family.name} needs {compression}·k + 1 frames (e.g. {compression + 1}, {2 * compression + 1}), got {request.frames}")
+        )
+    for name in ("height", "width"):
+        value = getattr(request, name)
+        if value % family.size_multiple:
+            problems.append((name, f"{family.name} needs a multiple of {family.size_multiple}, got {value}"))
+    if problems:
+        raise RequestError(problems)

@@ -2,16 +2,15 @@
 
 Why: a campaign needs many videos; one bad line must not be found after an hour of generation, and
 one failing request must not lose the others' results. A request file has one JSON object per line
-(blank lines are skipped):
+(blank lines are skipped), and each line is a `generation.request.GenerationRequest`:
 
     {"product": "prod-thermopeak-insulated-bottle", "selling_point": "Leak-proof lid", "seed": 3}
 
-Fields: `product` and `selling_point` (id or exact text) are required; `k`, `seed`,
-`motion_strength`, `motion_prior` ("spectral", "inversion" or "noise_prior"), `frames`, `size` (width = height) and `steps` are optional and default to
-`defaults` (the command line's options) or to `BatchRequest`'s own defaults. Every problem in the
-file is reported at once as `FILE:LINE:FIELD: reason`, and the products and selling points are
-checked against the graph and frames and size against the backbone family, all before the first
-video is generated.
+`product` and `selling_point` (id or exact text) are required; every other field is optional and
+defaults to `defaults` (the command line's options) or to the request's own defaults; `size` sets
+width and height at once (docs/generation-request.md). Every problem in the file is reported at once
+as `FILE:LINE:FIELD: reason`, and the products and selling points are checked against the graph and
+frames and size against the backbone family, all before the first video is generated.
 """
 
 from __future__ import annotations
@@ -21,18 +20,16 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm import tqdm
 
-from generation.backbones import BackboneFamily
+from generation.backbones import BackboneFamily, check_request
 from generation.generator import Generator
-from generation.pipeline import MAX_FRAMES, MAX_SIZE, METHODS, MIN_SIZE, SIZE_MULTIPLE, GenerationError, validate_request
 from generation.prompt import resolve_selling_point
+from generation.request import GenerationOptions, GenerationRequest, RequestError
 from kb.graph import AckbGraph
 from kdcvg.errors import BadInputError, KdcvgError
-from retrieval.api import MAX_K
 
 
 class BatchError(BadInputError):
@@ -43,48 +40,17 @@ class BatchError(BadInputError):
         self.problems = problems
 
 
-class BatchRequest(BaseModel):
-    """One line of a request file, type- and range-checked (strict: "3" is not a number, true is not 1)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-    product: str = Field(min_length=1)
-    selling_point: str = Field(min_length=1)
-    k: int = Field(3, ge=1, le=MAX_K)
-    seed: int = Field(0, ge=0)
-    motion_strength: float | None = Field(None, ge=0.0, le=1.0)  # None: the motion prior's default
-    motion_prior: Literal[METHODS] = "spectral"
-    frames: int = Field(8, ge=1, le=MAX_FRAMES)
-    size: int = Field(64, ge=MIN_SIZE, le=MAX_SIZE, multiple_of=SIZE_MULTIPLE)
-    steps: int = Field(4, ge=1)
-
-    def options(self) -> dict[str, Any]:
-        """The keyword arguments of `generation.api.generate` for this request."""
-        return {"k": self.k, "seed": self.seed, "motion_strength": self.motion_strength, "motion_prior": self.motion_prior, "num_frames": self.frames,
-                "height": self.size, "width": self.size, "steps": self.steps}  # fmt: skip
-
-
 @dataclass(frozen=True)
 class NumberedRequest:
     """A validated request and the line of the file it came from."""
 
     line: int
-    request: BatchRequest
+    request: GenerationRequest
 
 
-def _field_problems(error: ValidationError, where: str) -> list[str]:
-    """`where:FIELD: reason` for each pydantic error."""
-    return [f"{where}:{'.'.join(map(str, e['loc'])) or '(line)'}: {e['msg']}" for e in error.errors()]
-
-
-def read_requests(path: Path, defaults: dict[str, Any] | None = None) -> list[NumberedRequest]:
-    """Parse and validate every line of `path`; raise BatchError listing all problems, or return the requests."""
+def read_requests(path: Path, defaults: GenerationOptions | None = None) -> list[NumberedRequest]:
+    """Parse and validate every line of `path` over `defaults`; raise BatchError listing all problems, or return the requests."""
     path = Path(path)
-    defaults = dict(defaults or {})
-    try:
-        BatchRequest(product="-", selling_point="-", **defaults)
-    except ValidationError as error:
-        raise BatchError([p.replace("defaults:", "command line: --", 1) for p in _field_problems(error, "defaults")]) from None
     if not path.is_file():
         raise BatchError([f"{path}: no such request file"])
     try:
@@ -106,9 +72,9 @@ def read_requests(path: Path, defaults: dict[str, Any] | None = None) -> list[Nu
             problems.append(f"{where}: expected a JSON object, got {type(value).__name__}")
             continue
         try:
-            requests.append(NumberedRequest(number, BatchRequest.model_validate({**defaults, **value})))
-        except ValidationError as error:
-            problems.extend(_field_problems(error, where))
+            requests.append(NumberedRequest(number, GenerationRequest.parse(value, defaults)))
+        except RequestError as error:
+            problems.extend(f"{where}:{name}: {reason}" for name, reason in error.problems)
     if not problems and not requests:
         problems.append(f"{path}: no requests (one JSON object per line)")
     if problems:
@@ -116,15 +82,19 @@ def read_requests(path: Path, defaults: dict[str, Any] | None = None) -> list[Nu
     return requests
 
 
-def check_requests(path: Path, requests: list[NumberedRequest], graph: AckbGraph, family: BackboneFamily) -> None:
-    """Raise BatchError naming every request the graph (product, selling point) or the backbone (frames, size) rejects."""
+def check_requests(
+    path: Path, requests: list[NumberedRequest], graph: AckbGraph, family: BackboneFamily, model_dir: Path | None = None
+) -> None:
+    """Raise BatchError naming every request the graph (product, selling point) or the loaded backbone (`model_dir`) rejects."""
     problems: list[str] = []
     for item in requests:
         where, request = f"{path}:{item.line}", item.request
+        if model_dir is not None and request.model is not None and request.model.resolve() != Path(model_dir).resolve():
+            problems.append(f"{where}:model: the batch runs on one backbone, {model_dir}; this line asks for {request.model}")
         try:
-            validate_request(request.frames, request.size, request.size, request.steps, family)
-        except GenerationError as error:
-            problems.append(f"{where}:frames/size: {error}")
+            check_request(request, family)
+        except RequestError as error:
+            problems.extend(f"{where}:{name}: {reason}" for name, reason in error.problems)
         if request.product not in graph.index("Product"):
             problems.append(f"{where}:product: no Product with id {request.product!r}")
             continue
@@ -158,9 +128,9 @@ def run_batch(
     results: list[dict[str, Any]] = []
     with tqdm(total=len(requests), desc="generate", unit="video", file=sys.stderr, disable=not progress) as bar:
         for item in requests:
-            record: dict[str, Any] = {"line": item.line, "request": item.request.model_dump()}
+            record: dict[str, Any] = {"line": item.line, "request": item.request.model_dump(mode="json")}
             try:
-                result = generator.generate(item.request.product, item.request.selling_point, **item.request.options())
+                result = generator.generate(item.request)
             except Exception as error:  # noqa: BLE001 - one failed request must not lose the others
                 record.update(ok=False, error=f"{type(error).__name__}: {error_message(error)}")
             else:

@@ -47,7 +47,7 @@ import imageio.v3 as iio
 import numpy as np
 from tqdm import tqdm
 
-from generation.backbones import backbone_family
+from generation.backbones import backbone_family, check_request
 from generation.batch import error_message
 from generation.generator import Generator
 from generation.metrics import (
@@ -60,9 +60,10 @@ from generation.metrics import (
     temporal_consistency,
     text_video_alignment,
 )
-from generation.pipeline import generate_frames, validate_request, write_mp4
+from generation.pipeline import generate_frames, write_mp4
 from generation.prompt import ARTEFACT_TERMS
 from generation.reference_video import read_reference
+from generation.request import GenerationOptions, GenerationRequest
 from kb.graph import AckbGraph
 from kdcvg.errors import BadInputError
 from retrieval.clip_image import OpenClipEncoder
@@ -226,23 +227,19 @@ def evaluate_generation(
     seeds: list[int],
     videos_dir: Path,
     clip_encoder: OpenClipEncoder | None = None,
-    k: int = 3,
-    motion_strength: float | None = None,
+    options: GenerationOptions | None = None,
     variants: tuple[str, ...] = DEFAULT_VARIANTS,
-    num_frames: int = 8,
-    size: int = 64,
-    steps: int = 4,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Generate and measure every variant for every selling point × seed; the report (JSON-ready)."""
-    if motion_strength is not None and not 0.0 < motion_strength <= 1.0:
-        raise EvaluationError(f"MKR's motion_strength must be in (0, 1] (0 is the plain baseline), got {motion_strength}")
+    """Generate and measure every variant for every selling point × seed with `options`; the report (JSON-ready)."""
+    options = options or GenerationOptions()
+    if options.motion_strength == 0.0:
+        raise EvaluationError("MKR's motion_strength must be in (0, 1] (0 is the plain baseline), got 0.0")
     if not seeds:
         raise EvaluationError("at least one seed is needed")
     variants = check_variants(variants)
-    validate_request(num_frames, size, size, steps, backbone_family(generator.pipe))  # before any pair is generated
+    check_request(options, backbone_family(generator.pipe))  # before any pair is generated
     graph = generator.sar.graph
-    options = {"num_frames": num_frames, "height": size, "width": size, "steps": steps}
     pairs: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     jobs = [(sp, seed) for sp in selling_points for seed in seeds]
@@ -251,15 +248,15 @@ def evaluate_generation(
         try:
             results = {
                 variant: generator.generate(
-                    product, sp, scratch_dir=videos_dir / variant, k=k, seed=seed,
-                    **{"motion_strength": motion_strength, **VARIANT_OPTIONS[variant]}, **options,
+                    GenerationRequest.parse({"product": product, "selling_point": sp, "seed": seed, **VARIANT_OPTIONS[variant]}, options),
+                    scratch_dir=videos_dir / variant,
                 )
                 for variant in variants[1:]
             }
             first = next(iter(results.values()))
             started = time.perf_counter()
             frames, info = generate_frames(
-                generator.pipe, first.prompt.subject, PLAIN_NEGATIVE, motion_strength=0.0, seed=seed, **options
+                generator.pipe, first.prompt.subject, PLAIN_NEGATIVE, motion_strength=0.0, seed=seed, **options.frame_options()
             )
             plain_path = write_mp4(frames, videos_dir / "plain" / f"{sp}-seed{seed}.mp4")
             plain_timings = {
@@ -294,8 +291,7 @@ def evaluate_generation(
     return {
         "model": str(generator.model_dir),
         "options": {
-            "seeds": seeds, "k": k, "motion_strength": motion_strength, "variants": list(variants), "frames": num_frames,
-            "size": size, "steps": steps,
+            "seeds": seeds, "variants": list(variants), **options.model_dump(mode="json", exclude={"model", "seed"}),
         },
         "selling_points": selling_points,
         "videos_dir": str(videos_dir),

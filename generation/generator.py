@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from generation.api import GenerationResult, generate, load_pipeline
 from generation.backbones import BackboneError
+from generation.request import GenerationRequest, RequestError
 from generation.rewrite import rewriter_from_settings
 from kb.store import GraphStore
 from kdcvg.config import Settings, load_settings
@@ -47,11 +47,11 @@ class Generator:
         self.pipe = load_pipeline(self.model_dir, self.settings)
         self.load_timings = {"load_sar_s": loaded_sar - started, "load_model_s": time.perf_counter() - loaded_sar}
 
-    def generate(
-        self, product_id: str, selling_point: str, *, scratch_dir: Path | None = None, **options: Any
-    ) -> GenerationResult:
-        """`generation.api.generate` with the loaded backbone and SAR (options: k, seed, motion_strength, ...)."""
+    def generate(self, request: GenerationRequest, *, scratch_dir: Path | None = None) -> GenerationResult:
+        """`generation.api.generate` with the loaded backbone and SAR; a request for another backbone is refused."""
+        if request.model is not None and Path(request.model).resolve() != self.model_dir.resolve():
+            raise RequestError([("model", f"this run has loaded the backbone {self.model_dir}, not {request.model}")])
         return generate(
-            product_id, selling_point, model_dir=self.model_dir, settings=self.settings,
-            pipe=self.pipe, sar=self.sar, scratch_dir=scratch_dir, rewriter=self.rewriter, store=self.store, **options,
+            self.settings, request.model_copy(update={"model": self.model_dir}), store=self.store,
+            pipe=self.pipe, sar=self.sar, scratch_dir=scratch_dir, rewriter=self.rewriter,
         )  # fmt: skip

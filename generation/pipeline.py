@@ -21,48 +21,34 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils.torch_utils import randn_tensor
 
-from generation.backbones import BackboneFamily, backbone_family
+from generation.backbones import BackboneFamily, backbone_family, check_request
 from generation.inversion import invert_latents
 from generation.ip_adapter import ip_adapter_call_kwargs
 from generation.motion_prior import encode_reference, inversion_mix, noise_prior, spectral_mix
 from generation.reference_cache import ReferenceCache
 from generation.reference_video import read_reference
-from kdcvg.errors import BadInputError
+from generation.request import DEFAULT_STRENGTH, METHODS, GenerationError, GenerationOptions, RequestError
 
-MAX_FRAMES = 64
-MIN_SIZE, MAX_SIZE, SIZE_MULTIPLE = 32, 1024, 8
-METHODS = ("spectral", "inversion", "noise_prior")
-# Motion strength when none is given: the paper's reference intensity β ∈ [0.6, 0.8] for inversion.
-DEFAULT_STRENGTH: dict[str, float] = {"spectral": 0.5, "inversion": 0.7, "noise_prior": 0.5}
 # Below this ᾱ at the first timestep, the forward-noised reference of `noise_prior` is pure noise.
 MIN_NOISE_PRIOR_ALPHA = 1e-6
-
-
-class GenerationError(BadInputError):
-    """The request cannot be generated: frame count, size, or arguments out of range."""
 
 
 def validate_request(
     num_frames: int, height: int, width: int, steps: int, family: BackboneFamily | None = None
 ) -> None:
-    """Reject frame counts outside 1..64, sizes outside 32..1024 or not multiples of 8, steps < 1.
+    """Check frames, size and steps against `GenerationOptions`' limits and, with a `family`, its own rules.
 
-    With a `family`, also its own rules: k·t + 1 frames for a VAE compressing time t-fold, and
-    sizes that are multiples of its `size_multiple` (CogVideoX: 16 = VAE 8x · patch 2).
+    The family's rules (`generation.backbones.check_request`): k·t + 1 frames for a VAE compressing
+    time t-fold, sizes that are multiples of its `size_multiple` (CogVideoX: 16 = VAE 8x · patch 2).
+    Errors name this function's parameters (`num_frames`, not the request's `frames`).
     """
-    if not 1 <= num_frames <= MAX_FRAMES:
-        raise GenerationError(f"num_frames must be in 1..{MAX_FRAMES}, got {num_frames}")
-    compression = family.temporal_compression if family else 1
-    if (num_frames - 1) % compression:
-        raise GenerationError(
-            f"{family.name}: num_frames must be {compression}·k + 1 (e.g. {compression + 1}, {2 * compression + 1}), got {num_frames}"
-        )
-    multiple = max(SIZE_MULTIPLE, family.size_multiple if family else SIZE_MULTIPLE)
-    for name, value in (("height", height), ("width", width)):
-        if not MIN_SIZE <= value <= MAX_SIZE or value % multiple:
-            raise GenerationError(f"{name} must be a multiple of {multiple} in {MIN_SIZE}..{MAX_SIZE}, got {value}")
-    if steps < 1:
-        raise GenerationError(f"steps must be at least 1, got {steps}")
+    names = {"frames": "num_frames"}
+    try:
+        options = GenerationOptions.parse({"frames": num_frames, "height": height, "width": width, "steps": steps})
+        if family is not None:
+            check_request(options, family)
+    except RequestError as error:
+        raise error.renamed(names) from None
 
 
 def initial_noise(

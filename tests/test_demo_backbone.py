@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from cli.demo_backbone import train_demo
 from cli.main import app
 from generation import demo_backbone
-from generation.api import generate
+from generation.api import generate_for
 from generation.backbones import load_backbone
 from generation.demo_backbone import (
     CARD,
@@ -90,7 +90,7 @@ def test_generate_uses_the_trained_folder_end_to_end(demo: tuple[Settings, dict[
     result = CliRunner().invoke(app, ["retrieval", "train", "--epochs", "3"], env=env)
     assert result.exit_code == 0, result.output
     selling_point = load_graph(settings).relationships["ILLUSTRATES"][1]["to"]
-    video = generate(f"prod-{PRODUCT}", selling_point, model_dir=trained, settings=settings, height=32, width=32, steps=2)
+    video = generate_for(f"prod-{PRODUCT}", selling_point, model=trained, settings=settings, height=32, width=32, steps=2)
     assert iio.imread(video.video_path, index=None).shape == (8, 32, 32, 3)
     assert video.prompt.prompt.startswith("ThermoPeak")
     card = (trained / CARD).read_text()

@@ -9,7 +9,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from generation.api import generate
+from generation.api import generate_for
 from generation.backbones import BackboneError
 from generation.pipeline import GenerationError
 from kb.backends import open_store
@@ -21,7 +21,7 @@ from tests.conftest import generated_state as _generated
 
 def test_generate_writes_video_sidecar_and_provenance(mkr_world: tuple[Settings, Path]) -> None:
     settings, model = mkr_world
-    result = generate("prod-thermopeak-insulated-bottle", "Leak-proof lid", model_dir=model, k=3, seed=7, settings=settings)
+    result = generate_for("prod-thermopeak-insulated-bottle", "Leak-proof lid", model=model, k=3, seed=7, settings=settings)
     motion = measure_motion(result.video_path)
     assert motion["num_frames"] == 8 and motion["width"] == 64 and motion["height"] == 64
     sidecar = json.loads(result.sidecar_path.read_text())
@@ -40,9 +40,9 @@ def test_generate_writes_video_sidecar_and_provenance(mkr_world: tuple[Settings,
 
 def test_same_seed_same_frames_and_strength_zero_differs_from_prior(mkr_world: tuple[Settings, Path]) -> None:
     settings, model = mkr_world
-    first = generate("prod-airbeat-wireless-earbuds", "Active noise cancellation", model_dir=model, seed=3, settings=settings)
-    second = generate("prod-airbeat-wireless-earbuds", "Active noise cancellation", model_dir=model, seed=3, settings=settings)
-    plain = generate("prod-airbeat-wireless-earbuds", "Active noise cancellation", model_dir=model, seed=3, motion_strength=0.0, settings=settings)
+    first = generate_for("prod-airbeat-wireless-earbuds", "Active noise cancellation", model=model, seed=3, settings=settings)
+    second = generate_for("prod-airbeat-wireless-earbuds", "Active noise cancellation", model=model, seed=3, settings=settings)
+    plain = generate_for("prod-airbeat-wireless-earbuds", "Active noise cancellation", model=model, seed=3, motion_strength=0.0, settings=settings)
     assert first.video_id != second.video_id  # two requests, two records
     assert np.array_equal(iio.imread(first.video_path, index=None), iio.imread(second.video_path, index=None))
     assert not np.array_equal(iio.imread(first.video_path, index=None), iio.imread(plain.video_path, index=None))
@@ -51,18 +51,18 @@ def test_same_seed_same_frames_and_strength_zero_differs_from_prior(mkr_world: t
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        ({"product_id": "prod-nope", "selling_point": "Leak-proof lid"}, NotFoundError, "prod-nope"),
-        ({"product_id": "prod-thermopeak-insulated-bottle", "selling_point": "flies to the moon"}, NotFoundError, "no selling point"),
-        ({"product_id": "prod-thermopeak-insulated-bottle", "selling_point": "Leak-proof lid", "num_frames": 500}, GenerationError, "frames"),
-        ({"product_id": "prod-thermopeak-insulated-bottle", "selling_point": "Leak-proof lid", "motion_strength": 1.5}, GenerationError, "motion_strength"),
-        ({"product_id": "prod-thermopeak-insulated-bottle", "selling_point": "Leak-proof lid", "k": 0}, ValueError, "k must be"),
+        ({"product": "prod-nope", "selling_point": "Leak-proof lid"}, NotFoundError, "prod-nope"),
+        ({"product": "prod-thermopeak-insulated-bottle", "selling_point": "flies to the moon"}, NotFoundError, "no selling point"),
+        ({"product": "prod-thermopeak-insulated-bottle", "selling_point": "Leak-proof lid", "frames": 500}, GenerationError, "frames"),
+        ({"product": "prod-thermopeak-insulated-bottle", "selling_point": "Leak-proof lid", "motion_strength": 1.5}, GenerationError, "motion_strength"),
+        ({"product": "prod-thermopeak-insulated-bottle", "selling_point": "Leak-proof lid", "k": 0}, ValueError, "k: Input should be greater than or equal to 1"),
     ],
 )
 def test_bad_input_writes_nothing(mkr_world: tuple[Settings, Path], kwargs: dict, error: type, message: str) -> None:
     settings, model = mkr_world
     before = _generated(settings)
     with pytest.raises(error, match=message):
-        generate(model_dir=model, settings=settings, **kwargs)
+        generate_for(model=model, settings=settings, **kwargs)
     assert _generated(settings) == before
 
 
@@ -70,7 +70,7 @@ def test_missing_model_directory_is_a_clear_error(mkr_world: tuple[Settings, Pat
     settings, _ = mkr_world
     before = _generated(settings)
     with pytest.raises(BackboneError, match="no-model-here"):
-        generate("prod-thermopeak-insulated-bottle", "Leak-proof lid", model_dir=tmp_path / "no-model-here", settings=settings)
+        generate_for("prod-thermopeak-insulated-bottle", "Leak-proof lid", model=tmp_path / "no-model-here", settings=settings)
     assert _generated(settings) == before
 
 
@@ -79,9 +79,9 @@ def test_ip_adapter_keyframe_conditioning_is_used_and_recorded(mkr_world: tuple[
 
     settings, model = mkr_world
     adapter_settings = settings.model_copy(update={"ip_adapter": write_tiny_ip_adapter(tmp_path / "ip-adapter", model)})
-    request = {"product_id": "prod-aquasonic-electric-toothbrush", "model_dir": model, "seed": 4, "steps": 2, "num_frames": 4, "height": 32, "width": 32}
-    plain = generate(selling_point=_first_selling_point(settings), settings=settings, **request)
-    with_image = generate(selling_point=_first_selling_point(settings), settings=adapter_settings, **request)
+    request = {"product": "prod-aquasonic-electric-toothbrush", "model": model, "seed": 4, "steps": 2, "frames": 4, "height": 32, "width": 32}
+    plain = generate_for(selling_point=_first_selling_point(settings), settings=settings, **request)
+    with_image = generate_for(selling_point=_first_selling_point(settings), settings=adapter_settings, **request)
     text_only = json.loads(plain.sidecar_path.read_text())["parameters"]["image_conditioning"]
     assert text_only == {"used": False, "adapter": None, "scale": None, "keyframe": None, "reason": "no IP-Adapter configured"}
     recorded = with_image.parameters["image_conditioning"]
@@ -92,7 +92,7 @@ def test_ip_adapter_keyframe_conditioning_is_used_and_recorded(mkr_world: tuple[
         stored = store.query("MATCH (g:GeneratedVideo {id: $id}) RETURN g.parameters", {"id": with_image.video_id}).rows[0][0]
     assert json.loads(stored)["image_conditioning"]["used"] is True
     with pytest.raises(GenerationError, match="ip_adapter_scale"):
-        generate(selling_point=_first_selling_point(settings), settings=adapter_settings, ip_adapter_scale=2.0, **request)
+        generate_for(selling_point=_first_selling_point(settings), settings=adapter_settings, ip_adapter_scale=2.0, **request)
 
 
 def _first_selling_point(settings: Settings) -> str:
@@ -110,21 +110,21 @@ def test_cogvideox_backbone_end_to_end_skips_the_adapter_and_says_why(mkr_world:
     settings, _ = mkr_world
     model = write_tiny_cogvideox(tmp_path / "tiny-cogvideox")
     configured = settings.model_copy(update={"ip_adapter": tmp_path / "any-adapter"})  # never read for CogVideoX
-    result = generate(
-        "prod-thermopeak-insulated-bottle", "Leak-proof lid", model_dir=model, seed=2, steps=2, num_frames=9, height=32,
+    result = generate_for(
+        "prod-thermopeak-insulated-bottle", "Leak-proof lid", model=model, seed=2, steps=2, frames=9, height=32,
         width=32, settings=configured,
     )  # fmt: skip
     assert measure_motion(result.video_path)["num_frames"] == 9
     assert result.parameters["image_conditioning"]["used"] is False
     assert result.parameters["image_conditioning"]["reason"] == "cogvideox backbones do not support IP-Adapter"
     with pytest.raises(GenerationError, match="4·k \\+ 1"):
-        generate("prod-thermopeak-insulated-bottle", "Leak-proof lid", model_dir=model, num_frames=8, settings=settings)
+        generate_for("prod-thermopeak-insulated-bottle", "Leak-proof lid", model=model, frames=8, settings=settings)
 
 
 def test_generate_reads_and_records_through_the_store_it_is_given(mkr_world: tuple[Settings, Path]) -> None:
     """The app hands its open store in: generate must not open a second handle (Ladybug refuses one in-process)."""
     settings, model = mkr_world
     with open_store(settings) as store:
-        result = generate("prod-thermopeak-insulated-bottle", "Leak-proof lid", model_dir=model, seed=11, settings=settings, store=store)
+        result = generate_for("prod-thermopeak-insulated-bottle", "Leak-proof lid", model=model, seed=11, settings=settings, store=store)
         recorded = store.query("MATCH (g:GeneratedVideo {id: $id}) RETURN g.seed", {"id": result.video_id}).rows
     assert recorded == [[11]]

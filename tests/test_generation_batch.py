@@ -10,7 +10,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from generation.api import generate
+from generation.api import generate_for
 from generation.batch import BatchError, read_requests
 from kdcvg.config import Settings, load_settings
 from tests.conftest import generated_state, kdcvg_in
@@ -43,14 +43,17 @@ def test_batch_generates_every_request_with_its_options(mkr_world: tuple[Setting
     assert [(r["line"], r["ok"]) for r in records] == [(1, True), (3, True)]
     shapes = [iio.imread(r["video_path"], index=None).shape for r in records]
     assert shapes == [(8, 32, 32, 3), (4, 48, 48, 3)]  # command-line defaults, overridden per line
-    assert records[0]["request"] == {"product": BOTTLE, "selling_point": "Leak-proof lid", "k": 3, "seed": 5, "motion_strength": None,
-                                     "motion_prior": "spectral", "frames": 8, "size": 32, "steps": 2}  # fmt: skip
+    assert records[0]["request"] == {
+        "product": BOTTLE, "selling_point": "Leak-proof lid", "model": str(model), "k": 3, "seed": 5, "motion_strength": None,
+        "motion_prior": "spectral", "frames": 8, "height": 32, "width": 32, "steps": 2, "guidance_scale": 7.5,
+        "ip_adapter_scale": 0.5, "motion_lora": None, "motion_lora_scale": 1.0,
+    }  # fmt: skip
     assert all(r["timings"]["total_s"] > 0 and len(r["reference_clips"]) == 3 for r in records)
     files_after, nodes_after = generated_state(settings)
     assert set(nodes_after) - set(nodes_before) == {r["video_id"] for r in records}
     assert len(files_after) == len(files_before) + 4  # mp4 + sidecar each
     # A batch video is the video a single call makes for the same request.
-    single = generate(BOTTLE, "Leak-proof lid", model_dir=model, seed=5, height=32, width=32, steps=2, settings=settings)
+    single = generate_for(BOTTLE, "Leak-proof lid", model=model, seed=5, height=32, width=32, steps=2, settings=settings)
     assert np.array_equal(iio.imread(single.video_path, index=None), iio.imread(records[0]["video_path"], index=None))
 
 
@@ -106,9 +109,11 @@ def test_unknown_products_and_selling_points_are_found_before_generating(
     assert result.stdout == "" and generated_state(settings) == before
 
 
-def test_bad_defaults_and_missing_files_are_clear(tmp_path: Path) -> None:
-    with pytest.raises(BatchError, match="command line: --size: Input should be a multiple of 8"):
-        read_requests(tmp_path / "r.jsonl", {"size": 60})
+def test_bad_defaults_and_missing_files_are_clear(mkr_world: tuple[Settings, Path], tmp_path: Path) -> None:
+    settings, model = mkr_world
+    requests = write_lines(tmp_path / "r.jsonl", {"product": BOTTLE, "selling_point": "Leak-proof lid"})
+    result = kdcvg_in(settings, "generate", "--batch", str(requests), "--model", str(model), "--size", "60")
+    assert result.exit_code == 2 and "--size: Input should be a multiple of 8, got 60" in result.stderr
     with pytest.raises(BatchError, match="no such request file"):
         read_requests(tmp_path / "absent.jsonl")
     with pytest.raises(BatchError, match="no requests"):
@@ -157,8 +162,8 @@ def test_frames_and_size_the_backbone_family_rejects_are_found_before_generating
     )
     result = kdcvg_in(settings, "generate", "--batch", str(requests), "--model", str(model))
     assert result.exit_code == 2, result.output
-    assert f"{requests}:2:frames/size: cogvideox: num_frames must be 4·k + 1" in result.stderr
-    assert f"{requests}:3:frames/size: height must be a multiple of 16" in result.stderr and f"{requests}:1" not in result.stderr
+    assert f"{requests}:2:frames: cogvideox needs 4·k + 1 frames" in result.stderr
+    assert f"{requests}:3:height: cogvideox needs a multiple of 16" in result.stderr and f"{requests}:1" not in result.stderr
     assert generated_state(settings) == before
 
 

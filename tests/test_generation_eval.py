@@ -20,6 +20,7 @@ from generation.evaluate import (
 )
 from generation.generator import Generator
 from generation.metrics import CLIP_UNAVAILABLE, motion_magnitude, motion_smoothness, temporal_consistency, text_video_alignment
+from generation.request import GenerationOptions
 from kb.backends import open_store
 from kb.graph import AckbGraph, graph_from_store
 from kdcvg.config import Settings
@@ -28,7 +29,7 @@ from retrieval.clip_image import OpenClipEncoder
 from tests.conftest import generated_state, kdcvg_in
 
 LEAK, ANC = "sp-thermopeak-insulated-bottle-leak-proof", "sp-airbeat-wireless-earbuds-anc"
-SMALL = {"num_frames": 4, "size": 32, "steps": 1}
+SMALL = {"options": GenerationOptions(frames=4, height=32, width=32, steps=1)}
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +161,7 @@ def test_bad_selling_points_and_strength_are_clear_errors(
         "--videos-dir",
         str(videos),
     )
-    assert result.exit_code == 2 and "height must be a multiple of 8" in result.stderr and not videos.exists()
+    assert result.exit_code == 2 and "--size: Input should be a multiple of 8" in result.stderr and not videos.exists()
     result = kdcvg_in(settings, "generation", "eval", "--model", str(tmp_path / "no-model"))
     assert result.exit_code == 2 and "make demo" in result.stderr and "train-demo" in result.stderr
     listing = tmp_path / "sps.txt"

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from generation.api import generate
+from generation.api import generate_for
 from generation.batch import BatchError, read_requests
 from generation.inversion import invert_latents
 from generation.motion_prior import MotionPriorError, encode_reference, inversion_mix
 from generation.reference_video import read_reference
 from generation.pipeline import family_call_kwargs, generate_frames, to_uint8
 from generation.reference_cache import ReferenceCache, folder_content_hash
+from generation.request import GenerationOptions
 from kb.backends import open_store
 from kdcvg.config import Settings
 from tests.conftest import kdcvg_in
@@ -120,8 +121,8 @@ def test_cache_key_follows_clip_backbone_and_parameters(tiny_dir: Path, referenc
 
 def test_generate_api_and_cli_record_the_inversion_prior(mkr_world: tuple[Settings, Path]) -> None:
     settings, model = mkr_world
-    small = {"num_frames": 4, "height": 32, "width": 32, "steps": 2}
-    first = generate(BOTTLE, LEAK, model_dir=model, seed=2, motion_prior="inversion", settings=settings, **small)
+    small = {"frames": 4, "height": 32, "width": 32, "steps": 2}
+    first = generate_for(BOTTLE, LEAK, model=model, seed=2, motion_prior="inversion", settings=settings, **small)
     prior = first.parameters["motion_prior"]
     assert prior["method"] == "inversion" and prior["strength"] == 0.7 and prior["inversion_steps"] == 2
     assert prior["reference_cache"]["inverted"] == "miss"
@@ -144,8 +145,8 @@ def test_batch_lines_choose_the_motion_prior(tmp_path: Path) -> None:
     requests = tmp_path / "requests.jsonl"
     lines = [{"product": BOTTLE, "selling_point": LEAK, "motion_prior": "inversion"}, {"product": BOTTLE, "selling_point": LEAK}]
     requests.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-    parsed = read_requests(requests, {"motion_prior": "spectral"})
-    assert [item.request.options()["motion_prior"] for item in parsed] == ["inversion", "spectral"]
+    parsed = read_requests(requests, GenerationOptions(motion_prior="spectral"))
+    assert [item.request.motion_prior for item in parsed] == ["inversion", "spectral"]
     requests.write_text(json.dumps({"product": BOTTLE, "selling_point": LEAK, "motion_prior": "freeinit"}) + "\n")
     with pytest.raises(BatchError, match=r"requests.jsonl:1:motion_prior:"):
         read_requests(requests)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from generation.api import generate
+from generation.api import generate_for
 from generation.motion_lora import (
     LoRALinear,
     MotionLoraConfig,
@@ -96,15 +96,15 @@ def test_bad_loras_and_families_are_refused(pipe, tmp_path: Path) -> None:
 def test_cli_trains_a_clip_lora_and_generate_auto_records_it(mkr_world: tuple[Settings, Path]) -> None:
     settings, model = mkr_world
     with pytest.raises(GenerationError, match="train-motion-lora"):
-        generate(BOTTLE, LEAK, model_dir=model, motion_strength=0.0, motion_lora="auto", settings=settings, **SMALL)
-    plain = generate(BOTTLE, LEAK, model_dir=model, motion_strength=0.0, settings=settings, **SMALL)
+        generate_for(BOTTLE, LEAK, model=model, motion_strength=0.0, motion_lora="auto", settings=settings, frames=4, height=32, width=32, steps=2)
+    plain = generate_for(BOTTLE, LEAK, model=model, motion_strength=0.0, settings=settings, frames=4, height=32, width=32, steps=2)
     best = plain.reference_clips[0]
     trained = kdcvg_in(settings, "generation", "train-motion-lora", "--clip", best, "--steps", "2", "--frames", "4", "--size", "32",
                        generation_model=model)  # fmt: skip
     assert trained.exit_code == 0, trained.output
     weights = Path(trained.stdout.split("motion LoRA: ", 1)[1].splitlines()[0])
     assert weights.is_file() and sorted((settings.models_dir / "motion-lora").glob("*.safetensors")) == [weights]
-    result = generate(BOTTLE, LEAK, model_dir=model, motion_strength=0.0, motion_lora="auto", settings=settings, **SMALL)
+    result = generate_for(BOTTLE, LEAK, model=model, motion_strength=0.0, motion_lora="auto", settings=settings, frames=4, height=32, width=32, steps=2)
     recorded = json.loads(result.sidecar_path.read_text())["parameters"]["motion_lora"]
     assert recorded["file"] == str(weights.relative_to(settings.data_dir)) and recorded["scale"] == 1.0
     assert recorded["trained"]["config"]["steps"] == 2 and len(recorded["sha256"]) == 64

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from generation.api import generate
+from generation.api import generate_for
 from generation.prompt import PromptPlan
 from generation.rewrite import (
     AnswerError,
@@ -181,8 +181,8 @@ def test_rewriter_settings_are_checked(tmp_path: Path) -> None:
 def test_generate_with_the_http_rewriter_records_the_rewrite(mkr_world: tuple[Settings, Path], llm_url: str) -> None:
     settings, model = mkr_world
     configured = settings.model_copy(update={"prompt_rewriter": "http", "prompt_llm_url": llm_url, "prompt_llm_model": "tiny-chat"})
-    result = generate("prod-thermopeak-insulated-bottle", "Leak-proof lid", model_dir=model, seed=1, settings=configured,
-                      num_frames=4, height=32, width=32, steps=1)  # fmt: skip
+    result = generate_for("prod-thermopeak-insulated-bottle", "Leak-proof lid", model=model, seed=1, settings=configured,
+                      frames=4, height=32, width=32, steps=1)  # fmt: skip
     assert result.prompt.rewrite["status"] == "rewritten" and "ThermoPeak" in result.prompt.prompt
     caption = FakeLLM.requests[-1]["body"]["messages"][-1]["content"]
     assert " ".join(json.loads(re.search(r"Reference script: (\".*\")", caption).group(1)).split()[:3]).lower() in result.prompt.prompt

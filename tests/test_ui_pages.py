@@ -20,6 +20,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from generation.request import GenerationRequest
 from kb import browse, store_lock
 from kb.audit import list_audit
 from kb.store import GraphStore
@@ -331,6 +332,9 @@ def test_generate_shows_the_video_and_its_provenance(sandbox: Settings) -> None:
         s=point["sid"],
     )
     assert [m["rank"] for m in made] == [1, 2, 3] and len({m["g"] for m in made}) == 1
+    (recorded,) = rows(sandbox, "MATCH (g:GeneratedVideo {id: $g}) RETURN g.parameters AS p", g=made[0]["g"])
+    asked = {"product": point["pid"], "selling_point": point["sid"], "motion_strength": 0.5}  # the page's defaults
+    assert json.loads(recorded["p"])["request"] == GenerationRequest.parse(asked).recorded()  # as the CLI and API record it
     shown = texts(at)
     assert made[0]["g"] in shown and f"model: {made[0]['model']}" in shown
     assert all(f"#{m['rank']} {m['clip']}" in shown for m in made)

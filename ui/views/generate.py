@@ -14,6 +14,7 @@ import streamlit as st
 
 from generation import DEMO_MODEL_DIR
 from generation.api import generate
+from generation.request import MAX_FRAMES, GenerationOptions, GenerationRequest, RequestError
 from kb import repository as repo
 from kb.store import GraphStore, Row
 from kdcvg.config import Settings
@@ -85,24 +86,26 @@ def page() -> None:
         product, point = point_chooser(store, "gen")
     if product is None or point is None:
         return
+    defaults = GenerationOptions()
     with st.expander("Model and settings"):
         models = model_choices(shared.settings)
         model = st.selectbox("Backbone", list(models), key="gen_model", help="The backbones this server is configured with.")
         first, second, third = st.columns(3)
-        k = first.number_input("Reference clips (k)", 1, 10, 3, key="gen_k")
-        seed = second.number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
-        strength = third.slider("Motion strength", 0.0, 1.0, 0.5, key="gen_strength")
-        frames = first.number_input("Frames", 2, 64, 8, key="gen_frames")
-        steps = second.number_input("Steps", 1, 100, 4, key="gen_steps")
-        size = third.select_slider("Size (pixels)", [64, 128, 256, 512], 64, key="gen_size")
+        k = first.number_input("Reference clips (k)", 1, 10, defaults.k, key="gen_k")
+        seed = second.number_input("Seed", 0, 2**31 - 1, defaults.seed, key="gen_seed")
+        strength = third.slider("Motion strength", 0.0, 1.0, defaults.strength(), key="gen_strength")
+        frames = first.number_input("Frames", 2, MAX_FRAMES, defaults.frames, key="gen_frames")
+        steps = second.number_input("Steps", 1, 100, defaults.steps, key="gen_steps")
+        size = third.select_slider("Size (pixels)", [64, 128, 256, 512], defaults.height, key="gen_size")
     if st.button("Generate", type="primary", key="gen_run"):
+        values = {"product": product["id"], "selling_point": point["id"], "model": models[model], "k": int(k), "seed": int(seed),
+                  "motion_strength": float(strength), "frames": int(frames), "height": int(size), "width": int(size), "steps": int(steps)}  # fmt: skip
         try:
+            request = GenerationRequest.parse(values)
             with st.spinner("Retrieving references and generating…"):  # the store is locked per read and write only
-                result = generate(
-                    product["id"], point["id"], model_dir=models[model], k=int(k), seed=int(seed), motion_strength=float(strength),
-                    num_frames=int(frames), height=int(size), width=int(size), steps=int(steps), settings=shared.settings,
-                    store=shared.per_call(),
-                )  # fmt: skip
+                result = generate(shared.settings, request, store=shared.per_call())
+        except RequestError as error:  # the settings above do not fit this backbone: say which, the user can fix it
+            st.error(md_escape(f"Cannot generate with these settings: {error}"))
         except Exception:  # noqa: BLE001 - generation can fail in many libraries; keep the page, never show server paths
             reference = secrets.token_hex(4)
             state.LOG.exception("generation failed (reference %s)", reference)
