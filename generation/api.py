@@ -156,7 +156,7 @@ def generate(
     timings.update({key: value for key, value in info.items() if key.endswith("_s")})
     parameters = {
         "k": k, "seed": seed, "motion_strength": motion_strength, "num_frames": num_frames, "height": height,
-        "width": width, "steps": steps, "guidance_scale": guidance_scale, "fps": FPS,
+        "width": width, "steps": steps, "guidance_scale": guidance_scale, "fps": FPS, "backbone_family": info["family"],
         "reference_video": str(reference_video.relative_to(settings.media_dir)) if reference_video and reference_video.is_relative_to(settings.media_dir) else None,
         "image_conditioning": image_conditioning,
         "prompt_rewrite": plan.rewrite,
