@@ -47,6 +47,7 @@ class BackboneFamily:
     # ((z − latents_mean) / latents_std per channel, from the VAE config: Wan).
     latent_normalisation: str = "scale"
     noise_dtype: torch.dtype | None = None  # dtype the pipeline draws its initial noise in (None: the text encoder's)
+    max_frames: int = 64  # longest video generate_frames accepts for the family
     default_steps: int = 25  # the backbone's published sampling setting (steps, guidance scale)
     default_guidance: float = 7.5
 
@@ -81,6 +82,7 @@ FAMILIES: dict[str, BackboneFamily] = {
         cuda_dtype=torch.bfloat16,
         latent_normalisation="mean_std",
         noise_dtype=torch.float32,  # WanPipeline.prepare_latents draws float32 noise whatever the model dtype
+        max_frames=81,  # Wan 2.1's reference length (about 5 s at 16 fps)
         default_steps=50,
         default_guidance=5.0,
     ),

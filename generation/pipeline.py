@@ -21,7 +21,7 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils.torch_utils import randn_tensor
 
-from generation.backbones import BackboneFamily, backbone_family
+from generation.backbones import FAMILIES, BackboneFamily, backbone_family
 from generation.inversion import flow_sigmas, invert_latents, is_flow_matching
 from generation.ip_adapter import ip_adapter_call_kwargs
 from generation.motion_prior import encode_reference, inversion_mix, noise_prior, spectral_mix
@@ -29,7 +29,7 @@ from generation.reference_cache import ReferenceCache
 from generation.reference_video import read_reference
 from kdcvg.errors import BadInputError
 
-MAX_FRAMES = 64
+MAX_FRAMES = max(family.max_frames for family in FAMILIES.values())  # the longest any family takes; each caps its own
 MIN_SIZE, MAX_SIZE, SIZE_MULTIPLE = 32, 1024, 8
 METHODS = ("spectral", "inversion", "noise_prior")
 # Motion strength when none is given: the paper's reference intensity β ∈ [0.6, 0.8] for inversion.
@@ -45,13 +45,15 @@ class GenerationError(BadInputError):
 def validate_request(
     num_frames: int, height: int, width: int, steps: int, family: BackboneFamily | None = None
 ) -> None:
-    """Reject frame counts outside 1..64, sizes outside 32..1024 or not multiples of 8, steps < 1.
+    """Reject frame counts outside 1..MAX_FRAMES, sizes outside 32..1024 or not multiples of 8, steps < 1.
 
-    With a `family`, also its own rules: k·t + 1 frames for a VAE compressing time t-fold, and
-    sizes that are multiples of its `size_multiple` (CogVideoX: 16 = VAE 8x · patch 2).
+    With a `family`, also its own rules: at most its `max_frames` (Wan: 81), k·t + 1 frames for a
+    VAE compressing time t-fold, and sizes that are multiples of its `size_multiple` (CogVideoX,
+    Wan: 16 = VAE 8x · patch 2).
     """
-    if not 1 <= num_frames <= MAX_FRAMES:
-        raise GenerationError(f"num_frames must be in 1..{MAX_FRAMES}, got {num_frames}")
+    most = family.max_frames if family else MAX_FRAMES
+    if not 1 <= num_frames <= most:
+        raise GenerationError(f"num_frames must be in 1..{most}, got {num_frames}")
     compression = family.temporal_compression if family else 1
     if (num_frames - 1) % compression:
         raise GenerationError(

@@ -16,7 +16,7 @@ from generation.api import generate
 from generation.backbones import FAMILIES, BackboneError, load_backbone
 from generation.inversion import flow_inverse_scheduler, flow_sigmas, invert_latents, is_flow_matching
 from generation.motion_prior import encode_reference, spectral_mix
-from generation.pipeline import GenerationError, generate_frames, initial_noise, to_uint8
+from generation.pipeline import GenerationError, generate_frames, initial_noise, to_uint8, validate_request
 from generation.reference_cache import ReferenceCache
 from generation.reference_video import read_reference
 from generation.tiny import TINY_ANIMATEDIFF, TINY_COGVIDEOX, write_tiny_wan
@@ -209,11 +209,18 @@ def test_inversion_prior_beta_one_starts_from_the_rescaled_inverted_noise_and_hi
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"num_frames": 8}, "wan: num_frames must be 4·k \\+ 1"), ({"height": 72}, "multiple of 16"), ({"width": 40}, "multiple of 16")],
-)
+    [({"num_frames": 8}, "wan: num_frames must be 4·k \\+ 1"), ({"num_frames": 85}, "1\\.\\.81"), ({"height": 72}, "multiple of 16"),
+     ({"width": 40}, "multiple of 16")],
+)  # fmt: skip
 def test_family_request_rules(pipe, kwargs: dict, match: str) -> None:
     with pytest.raises(GenerationError, match=match):
         generate_frames(pipe, PROMPT, **{"num_frames": FRAMES, **kwargs})
+
+
+def test_wans_reference_setting_is_a_valid_request_and_other_families_keep_their_cap() -> None:
+    validate_request(81, 480, 832, 50, FAMILIES["WanPipeline"])  # Wan2.1-T2V-1.3B: 81 frames, 480×832, 50 steps
+    with pytest.raises(GenerationError, match="1\\.\\.64"):
+        validate_request(65, 64, 64, 4, FAMILIES["AnimateDiffPipeline"])
 
 
 def test_ip_adapter_is_refused_for_wan(tiny_dir: Path, tmp_path: Path) -> None:
