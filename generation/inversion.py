@@ -134,7 +134,8 @@ def invert_latents(
     frames, height, width = video_size_of(pipe, reference_latents)
     forward = pipe.scheduler
     denoiser = getattr(pipe, "transformer", None) or pipe.unet
-    start = reference_latents.to(device=pipe._execution_device, dtype=denoiser.dtype)
+    dtype = backbone_family(pipe).noise_dtype or denoiser.dtype  # Wan integrates in float32 whatever the model dtype
+    start = reference_latents.to(device=pipe._execution_device, dtype=dtype)
     inverse = flow_inverse_scheduler(pipe, steps) if is_flow_matching(forward) else inverse_scheduler(pipe)
     pipe.scheduler = inverse
     try:
