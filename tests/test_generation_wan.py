@@ -54,13 +54,15 @@ def reference(pipe, reference_clip: Path) -> torch.Tensor:
     return encode_reference(pipe, read_reference(reference_clip, FRAMES, 64, 64))
 
 
-def plain_wan(pipe, seed: int, output_type: str = "np", **kwargs) -> np.ndarray | torch.Tensor:  # noqa: ANN001
+def plain_wan(pipe, seed: int, output_type: str = "np", **kwargs) -> np.ndarray | torch.Tensor:
     """The unmodified `WanPipeline` call generate_frames must reproduce."""
     options = {"num_frames": FRAMES, "height": 64, "width": 64, "num_inference_steps": 2, "guidance_scale": 7.5, **kwargs}
-    return pipe(PROMPT, negative_prompt=NEGATIVE, generator=torch.Generator().manual_seed(seed), output_type=output_type, **options).frames[0]
+    return pipe(
+        PROMPT, negative_prompt=NEGATIVE, generator=torch.Generator().manual_seed(seed), output_type=output_type, **options
+    ).frames[0]
 
 
-def sample_from(pipe, start: torch.Tensor, steps: int) -> torch.Tensor:  # noqa: ANN001
+def sample_from(pipe, start: torch.Tensor, steps: int) -> torch.Tensor:
     """Sample the flow ODE down from `start` with an empty prompt and no guidance (the inversion's conditioning)."""
     return pipe(prompt="", num_frames=FRAMES, height=64, width=64, num_inference_steps=steps, guidance_scale=1.0,
                 latents=start.clone(), output_type="latent").frames  # fmt: skip
@@ -107,7 +109,9 @@ def test_initial_noise_is_the_pipelines_own_draw(pipe) -> None:
     assert noise.shape == (1, 4, 3, 8, 8) and noise.dtype == torch.float32 and torch.equal(noise, drawn)
 
 
-def test_reference_latents_are_normalised_like_the_pipeline_denormalises(pipe, reference_clip: Path, reference: torch.Tensor) -> None:
+def test_reference_latents_are_normalised_like_the_pipeline_denormalises(
+    pipe, reference_clip: Path, reference: torch.Tensor
+) -> None:
     """encode_reference gives (z − latents_mean) / latents_std: WanPipeline's decode step (× std + mean) recovers z."""
     assert reference.shape == (1, 4, 3, 8, 8)  # (B, C, (F − 1) // 4 + 1, h, w), the noise's layout
     video = read_reference(reference_clip, FRAMES, 64, 64).permute(1, 0, 2, 3).unsqueeze(0)
@@ -122,7 +126,9 @@ def test_reference_latents_are_normalised_like_the_pipeline_denormalises(pipe, r
 def test_spectral_prior_changes_output_and_is_deterministic(pipe, reference_clip: Path, reference: torch.Tensor) -> None:
     noise = initial_noise(pipe, FRAMES, 64, 64, torch.Generator().manual_seed(0))
     correlations = [
-        float(torch.corrcoef(torch.stack([spectral_mix(noise, reference, s, layout="BCFHW").flatten(), reference.flatten()]))[0, 1])
+        float(
+            torch.corrcoef(torch.stack([spectral_mix(noise, reference, s, layout="BCFHW").flatten(), reference.flatten()]))[0, 1]
+        )
         for s in (0.0, 0.5, 1.0)
     ]
     assert correlations[0] < correlations[1] < correlations[2], correlations
@@ -135,7 +141,9 @@ def test_spectral_prior_changes_output_and_is_deterministic(pipe, reference_clip
 def test_noise_prior_is_refused_for_a_schedule_starting_at_pure_noise(pipe, reference_clip: Path) -> None:
     # Rectified flow starts at σ = 1: the forward-noised reference carries nothing there.
     with pytest.raises(GenerationError, match="no reference signal"):
-        generate_frames(pipe, PROMPT, num_frames=FRAMES, reference_video=reference_clip, motion_strength=0.5, method="noise_prior")
+        generate_frames(
+            pipe, PROMPT, num_frames=FRAMES, reference_video=reference_clip, motion_strength=0.5, method="noise_prior"
+        )
 
 
 def test_inverse_schedule_is_the_forward_sigmas_reversed(pipe) -> None:
@@ -228,7 +236,9 @@ def test_ip_adapter_is_refused_for_wan(tiny_dir: Path, tmp_path: Path) -> None:
         load_backbone(tiny_dir, ip_adapter=tmp_path)
 
 
-def test_api_cli_and_batch_record_family_prior_beta_and_cache(mkr_world: tuple[Settings, Path], tiny_dir: Path, tmp_path: Path) -> None:
+def test_api_cli_and_batch_record_family_prior_beta_and_cache(
+    mkr_world: tuple[Settings, Path], tiny_dir: Path, tmp_path: Path
+) -> None:
     settings, _ = mkr_world
     small = {"num_frames": 5, "height": 32, "width": 32, "steps": 2}
     first = generate(BOTTLE, LEAK, model_dir=tiny_dir, seed=2, motion_prior="inversion", settings=settings, **small)
@@ -256,14 +266,18 @@ def test_api_cli_and_batch_record_family_prior_beta_and_cache(mkr_world: tuple[S
     lines = [{"product": BOTTLE, "selling_point": LEAK, "motion_prior": "inversion", "motion_strength": 0.6, "seed": 2},
              {"product": BOTTLE, "selling_point": LEAK, "motion_prior": "spectral"}]  # fmt: skip
     requests.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    batch = kdcvg_in(settings, "generate", "--batch", str(requests), "--model", str(tiny_dir), "--frames", "5", "--size", "32", "--steps", "2")
+    batch = kdcvg_in(
+        settings, "generate", "--batch", str(requests), "--model", str(tiny_dir), "--frames", "5", "--size", "32", "--steps", "2"
+    )
     assert batch.exit_code == 0, batch.output
     results = [json.loads(line) for line in batch.stdout.splitlines()]
     assert [r["ok"] for r in results] == [True, True]
     sidecars = [json.loads(Path(r["sidecar_path"]).read_text())["parameters"] for r in results]
     assert [s["backbone_family"] for s in sidecars] == ["wan", "wan"]
     assert [s["motion_prior"]["method"] for s in sidecars] == ["inversion", "spectral"]
-    assert sidecars[0]["motion_prior"]["strength"] == 0.6 and sidecars[0]["motion_prior"]["reference_cache"] == {"inverted": "hit"}
+    assert sidecars[0]["motion_prior"]["strength"] == 0.6 and sidecars[0]["motion_prior"]["reference_cache"] == {
+        "inverted": "hit"
+    }
 
     before = generated_state(settings)
     requests.write_text(json.dumps({"product": BOTTLE, "selling_point": LEAK, "frames": 8, "size": 32}) + "\n")
