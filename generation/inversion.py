@@ -20,9 +20,10 @@ the velocity v = ε − x0) it is rectified-flow inversion: the flow ODE dx/dσ 
 *upwards* from the reference latents at σ = 0 to noise at the schedule's first σ (1 for Wan), by
 explicit Euler steps x_{σ'} = x_σ + (σ' − σ)·v(x_σ, σ) over the forward scheduler's own sigmas
 reversed (its shift included; also for a multistep solver such as Wan's UniPC, whose flow sigmas
-are read the same way). Euler is what the flow-matching scheduler samples with, so inversion and
-sampling are the same integrator run both ways; their only mismatch is that each direction
-evaluates v at its own end of a step, an error that shrinks with the step size.
+are read the same way). With FlowMatchEulerDiscreteScheduler, inversion and sampling are the same
+integrator run both ways; their only mismatch is that each direction evaluates v at its own end of
+a step, an error that shrinks with the step size (first order: measured in tests/test_generation_wan.py).
+With a higher-order sampler (UniPC) the round trip is still only as accurate as the Euler inversion.
 
 Both kinds run with an empty prompt and no classifier-free guidance (guidance_scale 1): the
 inverted noise is then one tensor per clip, backbone, size and step count, so it can be cached and
