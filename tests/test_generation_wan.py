@@ -102,11 +102,14 @@ def test_strength_zero_equals_plain_pipeline_bit_for_bit(pipe, reference_clip: P
     assert np.array_equal(frames, to_uint8(plain_wan(pipe, 3)))
 
 
-def test_initial_noise_is_the_pipelines_own_draw(pipe) -> None:
-    """Same shape, dtype (float32, whatever the model dtype) and values as WanPipeline.prepare_latents."""
-    noise = initial_noise(pipe, FRAMES, 64, 64, torch.Generator().manual_seed(4))
-    drawn = pipe.prepare_latents(1, 4, 64, 64, FRAMES, torch.float32, torch.device("cpu"), torch.Generator().manual_seed(4))
-    assert noise.shape == (1, 4, 3, 8, 8) and noise.dtype == torch.float32 and torch.equal(noise, drawn)
+def test_initial_noise_is_the_pipelines_own_draw(pipe, tiny_dir: Path) -> None:
+    """Same shape, dtype (float32, whatever the model dtype: bf16 as on CUDA here) and values as WanPipeline.prepare_latents."""
+    half = load_backbone(tiny_dir, dtype=torch.bfloat16)
+    for loaded in (pipe, half):
+        noise = initial_noise(loaded, FRAMES, 64, 64, torch.Generator().manual_seed(4))
+        drawn = loaded.prepare_latents(1, 4, 64, 64, FRAMES, torch.float32, torch.device("cpu"), torch.Generator().manual_seed(4))
+        assert noise.shape == (1, 4, 3, 8, 8) and noise.dtype == torch.float32 and torch.equal(noise, drawn)
+    assert half.text_encoder.dtype == torch.bfloat16
 
 
 def test_reference_latents_are_normalised_like_the_pipeline_denormalises(
