@@ -2,16 +2,19 @@
 
 Full-size backbones with random weights, built from configs kept here (nothing is downloaded):
 AnimateDiff at SD1.5 size (SD1.5 UNet + default MotionAdapter + SD VAE + CLIP ViT-L/14 text
-encoder; 16 frames × 512², 25 steps) and CogVideoX-2b at native size (30-layer DiT, CogVideoX
-3-D VAE, T5-XXL encoder; 49 frames × 480×720, 50 steps). Weights are random, so the pictures are
-noise, but every layer runs at its real size, which is all time and memory depend on.
+encoder; 16 frames × 512², 25 steps), CogVideoX-2b at native size (30-layer DiT, CogVideoX
+3-D VAE, T5-XXL encoder; 49 frames × 480×720, 50 steps) and Wan2.1-T2V-1.3B at native size
+(30-layer flow-matching DiT of width 1536, Wan 3-D VAE, UMT5-XXL encoder; 81 frames × 480×832,
+50 steps, guidance 5). Weights are random, so the pictures are noise, but every layer runs at its
+real size, which is all time and memory depend on.
 
 Per backbone, after one short warm-up: `base` = the plain pipeline call (seeded generator);
 `mkr` = `generation.pipeline.generate_frames` with the motion prior on (read the reference mp4,
 encode it with the backbone's VAE, FreeInit-style spectral mix, same steps/frames/size);
 `mkr_cached` = the same with the reference latents encoded beforehand (what a batch over one
 reference clip pays); `inversion` = the inversion prior with an empty reference cache (encode +
-DDIM inversion + generation: what the first video from a clip pays) and `inversion_cached` = the
+inversion along the sampler's ODE (DDIM, or rectified flow for Wan) + generation: what the first
+video from a clip pays) and `inversion_cached` = the
 same with the inverted noise read from the cache (every later video from that clip). In-memory
 backbones have no folder to hash, so the cache is keyed by a stand-in folder holding the
 backbone's configs. Overheads are mkr / base − 1 for wall time (target ≤ 5%) and peak
@@ -20,6 +23,7 @@ backbone's configs. Overheads are mkr / base − 1 for wall time (target ≤ 5%)
     python benchmarks/generation.py --out bench.json                 # GPU, full size
     python benchmarks/generation.py --tiny --out bench-tiny.json     # CPU smoke test (tiny models)
     python benchmarks/generation.py --only cogvideox --frames 25 --height 320 --width 480 --steps 20
+    python benchmarks/generation.py --family wan --tiny               # one family (--family = --only)
 """
 
 from __future__ import annotations
@@ -44,11 +48,19 @@ import diffusers
 from diffusers import DiffusionPipeline
 
 from generation.backbones import FAMILIES
+from generation.inversion import is_flow_matching
 from generation.motion_prior import encode_reference
 from generation.pipeline import family_call_kwargs, generate_frames, to_uint8
 from generation.reference_cache import ReferenceCache
 from generation.reference_video import read_reference
-from generation.tiny import TINY_ANIMATEDIFF, TINY_COGVIDEOX, assemble_animatediff, assemble_cogvideox
+from generation.tiny import (
+    TINY_ANIMATEDIFF,
+    TINY_COGVIDEOX,
+    TINY_WAN,
+    assemble_animatediff,
+    assemble_cogvideox,
+    assemble_wan,
+)
 from kb.demo.clips import render_clip
 
 TARGET_TIME, TARGET_MEMORY = 0.05, 0.10
@@ -93,15 +105,31 @@ COGVIDEOX_2B: dict[str, dict[str, Any]] = {
     "scheduler": TINY_COGVIDEOX["scheduler"],  # the tiny model already uses CogVideoX's schedule
 }  # fmt: skip
 
+WAN_1_3B: dict[str, dict[str, Any]] = {
+    "transformer": {  # Wan-AI/Wan2.1-T2V-1.3B-Diffusers transformer/config.json (dim 1536 = 12 heads × 128)
+        "patch_size": (1, 2, 2), "num_attention_heads": 12, "attention_head_dim": 128, "in_channels": 16,
+        "out_channels": 16, "text_dim": 4096, "freq_dim": 256, "ffn_dim": 8960, "num_layers": 30,
+        "cross_attn_norm": True, "qk_norm": "rms_norm_across_heads", "eps": 1e-6, "rope_max_seq_len": 1024,
+    },
+    "vae": {},  # AutoencoderKLWan() defaults = the Wan 2.1 VAE (base 96, z 16, 8x space, 4x time, its latents_mean/std)
+    "text_encoder": {  # google/umt5-xxl encoder (Wan's text encoder)
+        "vocab_size": 256384, "d_model": 4096, "d_kv": 64, "d_ff": 10240, "num_layers": 24, "num_heads": 64,
+        "relative_attention_num_buckets": 32, "feed_forward_proj": "gated-gelu",
+    },
+    # Shift 3 as Wan ships for 480p; its folder's UniPC solver makes the same one DiT call per step.
+    "scheduler": TINY_WAN["scheduler"],
+}  # fmt: skip
+
 # Per backbone: default frames, height, width, steps, guidance (full size; --tiny overrides).
-DEFAULTS = {"animatediff": (16, 512, 512, 25, 7.5), "cogvideox": (49, 480, 720, 50, 6.0)}
-TINY_DEFAULTS = {"animatediff": (8, 64, 64, 2, 7.5), "cogvideox": (9, 64, 64, 2, 6.0)}
+DEFAULTS = {"animatediff": (16, 512, 512, 25, 7.5), "cogvideox": (49, 480, 720, 50, 6.0), "wan": (81, 480, 832, 50, 5.0)}
+TINY_DEFAULTS = {"animatediff": (8, 64, 64, 2, 7.5), "cogvideox": (9, 64, 64, 2, 6.0), "wan": (9, 64, 64, 2, 5.0)}
 
 
 # name -> (assembler, full-size configs, tiny configs, pipeline class)
 BUILDERS: dict[str, tuple[Callable[..., DiffusionPipeline], dict, dict, str]] = {
     "animatediff": (assemble_animatediff, SD15_ANIMATEDIFF, TINY_ANIMATEDIFF, "AnimateDiffPipeline"),
     "cogvideox": (assemble_cogvideox, COGVIDEOX_2B, TINY_COGVIDEOX, "CogVideoXPipeline"),
+    "wan": (assemble_wan, WAN_1_3B, TINY_WAN, "WanPipeline"),
 }
 
 
@@ -109,7 +137,7 @@ def make_pipeline(name: str, tiny: bool, device: torch.device, scratch: Path, va
     """Build a backbone directly on `device` (random weights), cast to the family's CUDA dtype on GPU."""
     assemble, full, small, class_name = BUILDERS[name]
     family = FAMILIES[class_name]
-    with torch.device(device):  # random init directly on the GPU (the T5-XXL alone is 4.7B parameters)
+    with torch.device(device):  # random init directly on the GPU (the T5-XXL alone is 4.7B parameters, UMT5-XXL 5.7B)
         pipe = assemble(scratch / name, small if tiny else full)
     dtype = family.cuda_dtype if device.type == "cuda" else torch.float32
     pipe.to(device=device, dtype=dtype)
@@ -144,8 +172,9 @@ def bench_backbone(name: str, args: argparse.Namespace, device: torch.device, sc
     """Base vs MKR (fresh and cached reference encoding) for one backbone; medians over `--repeats`."""
     frames, height, width, steps, guidance = (TINY_DEFAULTS if args.tiny else DEFAULTS)[name]
     frames, height, width, steps = args.frames or frames, args.height or height, args.width or width, args.steps or steps
-    if name == "cogvideox" and (frames - 1) % 4:
-        frames = (frames - 1) // 4 * 4 + 1  # the 3-D VAE takes 4k + 1 frames
+    compression = FAMILIES[BUILDERS[name][3]].temporal_compression
+    if (frames - 1) % compression:
+        frames = (frames - 1) // compression * compression + 1  # a 3-D VAE takes k·t + 1 frames
     if name == "animatediff" and args.frames:
         frames = min(frames, 32)  # the motion modules' positional table holds 32 frames
     started = time.perf_counter()
@@ -203,6 +232,7 @@ def bench_backbone(name: str, args: argparse.Namespace, device: torch.device, sc
         **summary,
     }  # fmt: skip
     result["inversion_strength"] = args.inversion_strength
+    result["inversion_ode"] = "rectified flow" if is_flow_matching(pipe.scheduler) else "DDIM"
     for label in ("mkr", "mkr_cached", "inversion", "inversion_cached"):
         result[f"{label}_time_overhead"] = summary[label]["time_s"] / summary["base"]["time_s"] - 1.0
         base_peak, peak = summary["base"]["peak_mib"], summary[label]["peak_mib"]
@@ -250,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse flags, run the benchmarks, print the table, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="tiny random models on CPU (smoke test)")
-    parser.add_argument("--only", choices=sorted(BUILDERS), action="append", help="backbone(s) to run (default: all)")
+    parser.add_argument("--only", "--family", choices=sorted(BUILDERS), action="append", help="backbone(s) to run (default: all)")
     parser.add_argument("--frames", type=int, help="override the frame count")
     parser.add_argument("--height", type=int, help="override the height")
     parser.add_argument("--width", type=int, help="override the width")

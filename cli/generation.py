@@ -78,7 +78,7 @@ def generate(
     motion_prior: Annotated[
         MotionPrior, typer.Option(help="spectral: reference low frequencies in the noise; inversion: the reference inverted along the sampler's ODE.")
     ] = MotionPrior.spectral,
-    frames: Annotated[int, typer.Option(help="Frames (1-64).")] = 8,
+    frames: Annotated[int, typer.Option(help="Frames (1-81; the backbone may allow fewer or need 4·k + 1).")] = 8,
     size: Annotated[int, typer.Option(help="Width and height in pixels (multiple of 8).")] = 64,
     steps: Annotated[int, typer.Option(help="Denoising steps.")] = 4,
     guidance_scale: Annotated[float, typer.Option(help="Classifier-free guidance weight (0-50).")] = 7.5,
@@ -180,7 +180,7 @@ def evaluate(
     motion_strength: Annotated[
         Optional[float], typer.Option(help="Motion prior strength (> 0, up to 1; default: each prior's own).")
     ] = None,
-    frames: Annotated[int, typer.Option(help="Frames (1-64).")] = 8,
+    frames: Annotated[int, typer.Option(help="Frames (1-81; the backbone may allow fewer or need 4·k + 1).")] = 8,
     size: Annotated[int, typer.Option(help="Width and height in pixels (multiple of 8).")] = 64,
     steps: Annotated[int, typer.Option(help="Denoising steps.")] = 4,
     videos_dir: Annotated[

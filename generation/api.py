@@ -140,7 +140,7 @@ def generate(
         )  # fmt: skip
     timings.update({key: value for key, value in info.items() if key.endswith("_s")})
     parameters = {
-        "request": request.recorded(), "fps": FPS,
+        "request": request.recorded(), "fps": FPS, "backbone_family": info["family"],
         "reference_video": str(reference_video.relative_to(settings.media_dir)) if reference_video and reference_video.is_relative_to(settings.media_dir) else None,
         "image_conditioning": image_conditioning,
         "prompt_rewrite": plan.rewrite,

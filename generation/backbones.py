@@ -6,10 +6,12 @@ are laid out) and must fail with one readable message when a checkpoint folder i
 never with a hub download attempt or a stack trace from deep inside `from_pretrained`.
 
 A family is one `BackboneFamily` entry in `FAMILIES`, keyed by the `_class_name` of
-`model_index.json`. Two are registered: AnimateDiff (SD1.5 UNet + motion adapter, per-frame image
-VAE, (B, C, F, h, w) latents) and CogVideoX (a video DiT with a causal 3-D VAE that compresses time
-4x, (B, F, C, h, w) latents, T5 prompts of a fixed length); `generation.motion_prior` and
-`generation.pipeline` read the layout, compression and size rules from the family entry.
+`model_index.json`. Three are registered: AnimateDiff (SD1.5 UNet + motion adapter, per-frame image
+VAE, (B, C, F, h, w) latents), CogVideoX (a video DiT with a causal 3-D VAE that compresses time
+4x, (B, F, C, h, w) latents, T5 prompts of a fixed length) and Wan 2.1 (a flow-matching video DiT,
+causal 3-D VAE compressing time 4x, (B, C, F, h, w) latents normalised per channel by the VAE's
+latents_mean/std, UMT5 prompts); `generation.motion_prior`, `generation.inversion` and
+`generation.pipeline` read the layout, compression, normalisation and size rules from the family entry.
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ class BackboneFamily:
     cuda_dtype: torch.dtype = torch.float16  # half precision used on CUDA (bf16 where fp16 overflows, e.g. T5)
     prompt_length_key: str | None = None  # denoiser config key fixing the prompt's token count, if any
     ip_adapter: bool = False  # whether diffusers' IPAdapterMixin image conditioning applies
+    # How VAE posteriors become denoiser latents: "scale" (× vae.config.scaling_factor) or "mean_std"
+    # ((z − latents_mean) / latents_std per channel, from the VAE config: Wan).
+    latent_normalisation: str = "scale"
+    noise_dtype: torch.dtype | None = None  # dtype the pipeline draws its initial noise in (None: the text encoder's)
+    max_frames: int = 64  # longest video generate_frames accepts for the family
+    default_steps: int = 25  # the backbone's published sampling setting (steps, guidance scale)
+    default_guidance: float = 7.5
 
 
 FAMILIES: dict[str, BackboneFamily] = {
@@ -61,6 +70,22 @@ FAMILIES: dict[str, BackboneFamily] = {
         size_multiple=16,  # VAE 8x, patch 2
         cuda_dtype=torch.bfloat16,
         prompt_length_key="max_text_seq_length",
+        default_steps=50,
+        default_guidance=6.0,
+    ),
+    "WanPipeline": BackboneFamily(
+        name="wan",
+        pipeline_class="WanPipeline",
+        components=("transformer", "vae", "text_encoder", "tokenizer", "scheduler"),
+        latent_layout="BCFHW",
+        temporal_compression=4,
+        size_multiple=16,  # VAE 8x, patch (1, 2, 2)
+        cuda_dtype=torch.bfloat16,
+        latent_normalisation="mean_std",
+        noise_dtype=torch.float32,  # WanPipeline.prepare_latents draws float32 noise whatever the model dtype
+        max_frames=81,  # Wan 2.1's reference length (about 5 s at 16 fps)
+        default_steps=50,
+        default_guidance=5.0,
     ),
 }
 
@@ -161,10 +186,12 @@ def backbone_family(pipe: DiffusionPipeline) -> BackboneFamily:
 
 
 def check_request(request: GenerationOptions, family: BackboneFamily) -> None:
-    """Raise RequestError naming frames, height or width when `family` cannot generate them (time compression, size multiple)."""
+    """Raise RequestError naming frames, height or width when `family` cannot generate them (length, time compression, size multiple)."""
     problems: list[tuple[str, str]] = []
     compression = family.temporal_compression
-    if (request.frames - 1) % compression:
+    if request.frames > family.max_frames:
+        problems.append(("frames", f"{family.name} takes at most {family.max_frames} frames, got {request.frames}"))
+    elif (request.frames - 1) % compression:
         problems.append(
             ("frames", f"{family.name} needs {compression}·k + 1 frames (e.g. {compression + 1}, {2 * compression + 1}), got {request.frames}")
         )

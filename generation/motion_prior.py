@@ -8,8 +8,8 @@ prompt to shape. Three variants:
 - `spectral_mix` follows FreeInit (Wu et al. 2023, "FreeInit: Bridging Initialization Gap in Video
   Diffusion Models"): 3-D FFT over (frames, height, width), low frequencies from the reference,
   high frequencies from the noise. The axes follow the family's latent layout: (2, 3, 4) for
-  (B, C, F, h, w) UNet latents, (1, 3, 4) for (B, F, C, h, w) video-transformer latents, whose
-  frame axis counts *latent* frames (CogVideoX: one per 4 video frames).
+  (B, C, F, h, w) latents (AnimateDiff's UNet, Wan's DiT), (1, 3, 4) for (B, F, C, h, w) latents
+  (CogVideoX); with a 3-D VAE the frame axis counts *latent* frames (one per 4 video frames).
 - `noise_prior` follows the "noise prior" of MotionDirector (Zhao et al. 2023): latents =
   √β·z_ref_noised + √(1−β)·ε, with z_ref forward-noised to the first timestep. Its reference
   weight is √β·√ᾱ: small for SD's schedule at 25+ steps (ᾱ ≈ 0.002) and exactly 0 for
@@ -38,12 +38,13 @@ class MotionPriorError(BadInputError):
 
 @torch.no_grad()
 def encode_reference(pipe: DiffusionPipeline, frames: torch.Tensor, chunk: int = 8) -> torch.Tensor:
-    """Encode (F, 3, H, W) frames with the pipeline's VAE (posterior mean × scaling_factor), in its latent layout.
+    """Encode (F, 3, H, W) frames with the pipeline's VAE (posterior mean, normalised as the family's denoiser expects).
 
     Per-frame image VAEs (AnimateDiff) encode `chunk` frames at a time -> (1, C, F, h, w). Video VAEs
-    with temporal compression t (CogVideoX: causal 3-D VAE, t = 4) take the clip as one (1, 3, F, H, W)
-    video with F = k·t + 1 and give k + 1 latent frames -> (1, k + 1, C, h, w), exactly the shape of
-    the pipeline's initial noise for F frames (as in diffusers' CogVideoX video-to-video encoding).
+    with temporal compression t (CogVideoX, Wan: causal 3-D VAEs, t = 4) take the clip as one
+    (1, 3, F, H, W) video with F = k·t + 1 and give k + 1 latent frames, put in the family's layout
+    ((1, k + 1, C, h, w) for CogVideoX, (1, C, k + 1, h, w) for Wan): exactly the shape of the
+    pipeline's initial noise for F frames (as in diffusers' video-to-video encodings of both).
     """
     family = backbone_family(pipe)
     if frames.ndim != 4 or frames.shape[1] != 3:
@@ -58,16 +59,31 @@ def encode_reference(pipe: DiffusionPipeline, frames: torch.Tensor, chunk: int =
     device = getattr(pipe, "_execution_device", None) or vae.device
     if compression > 1:
         video = frames.permute(1, 0, 2, 3).unsqueeze(0).to(device=device, dtype=vae.dtype)  # (1, 3, F, H, W)
-        latents = vae.encode(video).latent_dist.mean * vae.config.scaling_factor  # (1, C, f, h, w)
-        return latents.permute(0, 2, 1, 3, 4)  # (1, f, C, h, w)
+        latents = normalise_latents(pipe, vae.encode(video).latent_dist.mean)  # (1, C, f, h, w)
+        return latents if family.latent_layout == "BCFHW" else latents.permute(0, 2, 1, 3, 4)  # (1, f, C, h, w)
     parts = []
     for start in range(0, frames.shape[0], chunk):
         batch = frames[start : start + chunk].to(device=device, dtype=vae.dtype)
         parts.append(vae.encode(batch).latent_dist.mean)
-    latents = torch.cat(parts) * vae.config.scaling_factor  # (F, C, h, w)
+    latents = normalise_latents(pipe, torch.cat(parts), channel_dim=1)  # (F, C, h, w)
     if family.latent_layout == "BCFHW":
         return latents.permute(1, 0, 2, 3).unsqueeze(0)  # (1, C, F, h, w)
     return latents.unsqueeze(0)  # (1, F, C, h, w)
+
+
+def normalise_latents(pipe: DiffusionPipeline, latents: torch.Tensor, channel_dim: int = 1) -> torch.Tensor:
+    """VAE posterior means -> denoiser latents: × scaling_factor, or (z − latents_mean) / latents_std per channel (Wan)."""
+    family = backbone_family(pipe)
+    config = pipe.vae.config
+    if family.latent_normalisation == "scale":
+        return latents * config.scaling_factor
+    if family.latent_normalisation != "mean_std":
+        raise MotionPriorError(f"{family.name}: unknown latent normalisation {family.latent_normalisation!r}")
+    view = [1] * latents.ndim
+    view[channel_dim] = latents.shape[channel_dim]
+    mean = torch.tensor(config.latents_mean, device=latents.device, dtype=latents.dtype).view(view)
+    std = torch.tensor(config.latents_std, device=latents.device, dtype=latents.dtype).view(view)
+    return (latents - mean) / std
 
 
 def _check(noise: torch.Tensor, reference_latents: torch.Tensor, strength: float) -> None:

@@ -22,7 +22,7 @@ from diffusers import DiffusionPipeline
 from diffusers.utils.torch_utils import randn_tensor
 
 from generation.backbones import BackboneFamily, backbone_family, check_request
-from generation.inversion import invert_latents
+from generation.inversion import flow_sigmas, invert_latents, is_flow_matching
 from generation.ip_adapter import ip_adapter_call_kwargs
 from generation.motion_prior import encode_reference, inversion_mix, noise_prior, spectral_mix
 from generation.reference_cache import ReferenceCache
@@ -69,12 +69,20 @@ def initial_noise(
     else:
         shape = (1, latent_frames, channels, h, w)
     dtype = pipe.text_encoder.dtype if getattr(pipe, "text_encoder", None) is not None else pipe.vae.dtype
+    dtype = family.noise_dtype or dtype
     return randn_tensor(shape, generator=generator, device=pipe._execution_device, dtype=dtype)
 
 
 def first_timestep_alpha(pipe: DiffusionPipeline, steps: int) -> float:
-    """ᾱ at the first denoising timestep of a `steps`-step schedule (for the noise-prior variant)."""
+    """ᾱ at the first denoising timestep of a `steps`-step schedule (for the noise-prior variant).
+
+    Flow matching (x_σ = (1 − σ)·x0 + σ·ε) has no ᾱ; its equivalent at the same signal-to-noise
+    ratio is (1 − σ)² / ((1 − σ)² + σ²), 0 at σ = 1 where Wan's schedule starts.
+    """
     scheduler = pipe.scheduler
+    if is_flow_matching(scheduler):
+        sigma = float(flow_sigmas(scheduler, steps)[0])
+        return (1.0 - sigma) ** 2 / ((1.0 - sigma) ** 2 + sigma**2)
     scheduler.set_timesteps(steps)
     first = int(scheduler.timesteps[0])
     return float(scheduler.alphas_cumprod[first])
@@ -142,7 +150,8 @@ def generate_frames(
     if alpha is not None and alpha < MIN_NOISE_PRIOR_ALPHA:
         raise GenerationError(
             f"method 'noise_prior' carries no reference signal with this scheduler: ᾱ at the first timestep is {alpha:.2g} "
-            "(zero terminal SNR, as in CogVideoX); use method='spectral' or 'inversion'"
+            "(zero terminal SNR, as in CogVideoX, or a flow-matching schedule starting at σ = 1, as in Wan); "
+            "use method='spectral' or 'inversion'"
         )
     image_kwargs = ip_adapter_call_kwargs(pipe, ip_adapter_image, ip_adapter_scale)
     info: dict[str, Any] = {"family": family.name, "method": method, "motion_strength": float(motion_strength)}
@@ -232,7 +241,7 @@ class ReferenceSource:
         return encoded
 
     def inverted(self, steps: int, call_kwargs: dict[str, Any]) -> torch.Tensor:
-        """The reference latents DDIM-inverted over a `steps`-step schedule (the sampler's own ODE)."""
+        """The reference latents inverted over a `steps`-step schedule (the sampler's own ODE: DDIM or rectified flow)."""
 
         def compute() -> torch.Tensor:
             latents = self.latents()

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from kdcvg.errors import BadInputError
 from retrieval.api import MAX_K
 
-MAX_FRAMES = 64
+MAX_FRAMES = 81  # the longest any backbone family takes (Wan 2.1); each family caps its own
 MIN_SIZE, MAX_SIZE, SIZE_MULTIPLE = 32, 1024, 8
 MAX_STEPS = 1000
 MAX_GUIDANCE = 50.0

@@ -1,9 +1,9 @@
-"""Tiny pipelines (AnimateDiff, CogVideoX), a tiny IP-Adapter and a tiny causal LM with random weights, written to disk.
+"""Tiny pipelines (AnimateDiff, CogVideoX, Wan 2.1), a tiny IP-Adapter and a tiny causal LM with random weights, written to disk.
 
 Why: tests and CPU demos need backbones that run in seconds without any download. The models are
 built from configs only (no weights are fetched; the tokenizers are constructed offline: CLIP's
-from a vocab.json + merges.txt written here, T5's as a small Unigram vocabulary through the
-`tokenizers` backend, no sentencepiece model and no hub), seeded for determinism, and saved with
+from a vocab.json + merges.txt written here, T5's (also Wan's UMT5 tokenizer) as a small Unigram
+vocabulary through the `tokenizers` backend, no sentencepiece model and no hub), seeded for determinism, and saved with
 `save_pretrained`, so `generation.backbones.load_backbone` exercises exactly the code path of a real
 checkpoint. Their outputs are meaningless pictures; only shapes, determinism and the data flow are real.
 """
@@ -22,14 +22,18 @@ from diffusers import (
     AnimateDiffPipeline,
     AutoencoderKL,
     AutoencoderKLCogVideoX,
+    AutoencoderKLWan,
     CogVideoXDDIMScheduler,
     CogVideoXPipeline,
     CogVideoXTransformer3DModel,
     DDIMScheduler,
     DiffusionPipeline,
+    FlowMatchEulerDiscreteScheduler,
     MotionAdapter,
     UNet2DConditionModel,
     UNetMotionModel,
+    WanPipeline,
+    WanTransformer3DModel,
 )
 from safetensors.torch import save_file
 from transformers import (
@@ -44,6 +48,8 @@ from transformers import (
     T5Config,
     T5EncoderModel,
     T5Tokenizer,
+    UMT5Config,
+    UMT5EncoderModel,
 )
 
 TINY_SEED = 0
@@ -148,6 +154,24 @@ TINY_COGVIDEOX: dict[str, dict[str, Any]] = {
         "snr_shift_scale": 3.0, "timestep_spacing": "trailing", "steps_offset": 0,
     },
 }  # fmt: skip
+TINY_WAN: dict[str, dict[str, Any]] = {
+    "transformer": {  # head dim 12: Wan's 3-D rotary embedding splits it into time 4 + height 4 + width 4
+        "patch_size": (1, 2, 2), "num_attention_heads": 2, "attention_head_dim": 12, "in_channels": 4, "out_channels": 4,
+        "text_dim": 32, "freq_dim": 32, "ffn_dim": 32, "num_layers": 1, "rope_max_seq_len": 32,
+    },
+    "vae": {  # Wan's causal 3-D VAE at width 8: 8x space (4 levels), 4x time (the last two downsamplers)
+        "base_dim": 8, "z_dim": 4, "dim_mult": (1, 1, 1, 1), "num_res_blocks": 1,
+        "temperal_downsample": (False, True, True),
+        # Per-channel latent statistics (the real VAE ships 16 of each); not identity, so the normalisation is exercised.
+        "latents_mean": (-0.7571, -0.7089, -0.9113, 0.1075), "latents_std": (2.8184, 1.4541, 2.3275, 2.6558),
+    },
+    "text_encoder": {
+        "d_model": 32, "d_kv": 8, "d_ff": 37, "num_layers": 1, "num_heads": 4, "relative_attention_num_buckets": 8,
+        "feed_forward_proj": "gated-gelu",
+    },
+    # Rectified flow: sigmas from 1 to 0, shifted by 3 (Wan 2.1's setting at 480p).
+    "scheduler": {"num_train_timesteps": 1000, "shift": 3.0},
+}  # fmt: skip
 
 
 def assemble_animatediff(
@@ -190,6 +214,26 @@ def assemble_cogvideox(scratch: Path, configs: dict[str, dict[str, Any]], seed: 
     )  # fmt: skip
 
 
+def assemble_wan(scratch: Path, configs: dict[str, dict[str, Any]], seed: int = TINY_SEED) -> WanPipeline:
+    """A Wan 2.1 text-to-video pipeline with seeded random weights from component configs (tiny here, 1.3B size in benchmarks).
+
+    The tokenizer is the offline Unigram one (the real Wan ships UMT5's sentencepiece vocabulary);
+    the UMT5 encoder's vocabulary follows it.
+    """
+    tokenizer = write_tiny_t5_tokenizer(scratch / "tokenizer_src")
+    torch.manual_seed(seed)
+    transformer = WanTransformer3DModel(**configs["transformer"])
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKLWan(**{key: list(value) if isinstance(value, tuple) else value for key, value in configs["vae"].items()})
+    special = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
+    torch.manual_seed(seed + 2)
+    text_encoder = UMT5EncoderModel(UMT5Config(**{"vocab_size": len(tokenizer), **configs["text_encoder"], **special}))
+    return WanPipeline(
+        tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(**configs["scheduler"]),
+    )  # fmt: skip
+
+
 def build_tiny_animatediff(scratch: Path, seed: int = TINY_SEED) -> AnimateDiffPipeline:
     """Build the tiny AnimateDiff pipeline in memory (random, seeded weights; `scratch` holds tokenizer files)."""
     return assemble_animatediff(scratch, TINY_ANIMATEDIFF, seed)
@@ -198,6 +242,11 @@ def build_tiny_animatediff(scratch: Path, seed: int = TINY_SEED) -> AnimateDiffP
 def build_tiny_cogvideox(scratch: Path, seed: int = TINY_SEED) -> CogVideoXPipeline:
     """Build a tiny CogVideoX pipeline in memory: 1-layer DiT, 4-block causal 3-D VAE (8x space, 4x time), 1-layer T5."""
     return assemble_cogvideox(scratch, TINY_COGVIDEOX, seed)
+
+
+def build_tiny_wan(scratch: Path, seed: int = TINY_SEED) -> WanPipeline:
+    """Build a tiny Wan 2.1 pipeline in memory: 1-layer flow-matching DiT, Wan causal 3-D VAE (8x space, 4x time), 1-layer UMT5."""
+    return assemble_wan(scratch, TINY_WAN, seed)
 
 
 def _write(build: Callable[[Path, int], DiffusionPipeline], directory: str | Path, seed: int) -> Path:
@@ -217,6 +266,11 @@ def write_tiny_animatediff(directory: str | Path, seed: int = TINY_SEED) -> Path
 def write_tiny_cogvideox(directory: str | Path, seed: int = TINY_SEED) -> Path:
     """Build the tiny seeded CogVideoX pipeline and `save_pretrained` it to `directory` (returned)."""
     return _write(build_tiny_cogvideox, directory, seed)
+
+
+def write_tiny_wan(directory: str | Path, seed: int = TINY_SEED) -> Path:
+    """Build the tiny seeded Wan 2.1 pipeline and `save_pretrained` it to `directory` (returned)."""
+    return _write(build_tiny_wan, directory, seed)
 
 
 def write_tiny_ip_adapter(
