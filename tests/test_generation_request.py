@@ -36,7 +36,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "generation-request.md"
         ("motion_strength", 1.5),
         ("motion_strength", float("nan")),
         ("frames", 0),
-        ("frames", 65),
+        ("frames", 82),
         ("frames", 8.0),
         ("height", 60),
         ("height", 16),
@@ -97,6 +97,14 @@ def test_the_backbone_family_rules_name_the_field(options: dict, fields: list[st
     with pytest.raises(GenerationError) as caught:
         check_request(request, FAMILIES["CogVideoXPipeline"])
     assert [name for name, _ in caught.value.problems] == fields and "cogvideox" in str(caught.value)
+
+
+def test_each_family_caps_its_own_length() -> None:
+    request = GenerationRequest.parse({**WHAT, "frames": 81, "height": 64, "width": 64})
+    check_request(request, FAMILIES["WanPipeline"])  # Wan 2.1 takes 81 frames (4·20 + 1)
+    with pytest.raises(GenerationError) as caught:
+        check_request(request, FAMILIES["CogVideoXPipeline"])
+    assert [name for name, _ in caught.value.problems] == ["frames"] and "at most 64" in str(caught.value)
 
 
 def test_the_documentation_names_every_field_with_its_default() -> None:
