@@ -38,8 +38,55 @@ MOTION_NAMES = ("zoom_in", "zoom_out", "pan_left", "pan_right", "tilt_up", "tilt
 SHOTS = ("close-up", "wide", "medium", "overhead", "handheld", "slow-motion")
 ANNOTATORS = ("annotator-ana", "annotator-ben", "annotator-chen")
 STOPWORDS = frozenset(
-    "a an the and or of to in on at by for from with without into onto over under as is are be it its it's this that "
-    "your you yours our we all every each no not than then so too very just one two any".split()
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "for",
+        "from",
+        "with",
+        "without",
+        "into",
+        "onto",
+        "over",
+        "under",
+        "as",
+        "is",
+        "are",
+        "be",
+        "it",
+        "its",
+        "it's",
+        "this",
+        "that",
+        "your",
+        "you",
+        "yours",
+        "our",
+        "we",
+        "all",
+        "every",
+        "each",
+        "no",
+        "not",
+        "than",
+        "then",
+        "so",
+        "too",
+        "very",
+        "just",
+        "one",
+        "two",
+        "any",
+    ]
 )
 DEFAULT_PRODUCTS = 48
 DEFAULT_SELLING_POINTS = 5
@@ -122,7 +169,9 @@ def eval_rows(
 ) -> tuple[Rows, Rows, dict[str, str]]:
     """Node rows per label, relationship rows per type, and each selling point's idea (the ground truth)."""
     if products < 2:
-        raise BadInputError(f"products must be at least 2 (SAME_CLAIM joins selling points of different products), got {products}")
+        raise BadInputError(
+            f"products must be at least 2 (SAME_CLAIM joins selling points of different products), got {products}"
+        )
     if not 1 <= selling_points_per_product <= 5:
         raise BadInputError(f"selling points per product must be between 1 and 5, got {selling_points_per_product}")
     if clips_per_product < 1:
@@ -163,7 +212,9 @@ def eval_rows(
             rels["HAS_SELLING_POINT"].append({"from": product_id, "to": sp_id})
             idea_of[sp_id], category_of[sp_id], product_of[sp_id] = idea, spec.key, product_id
 
-        shows = lambda idea: cycler.next("clip:" + idea, footage[idea]).format(noun=noun)  # noqa: E731
+        def shows(idea: str, noun: str = noun) -> str:
+            return cycler.next("clip:" + idea, footage[idea]).format(noun=noun)
+
         # (caption, [(selling point, status)]) per clip of this product
         plan: list[tuple[str, list[tuple[str, str]]]] = []
         approved_of: dict[str, list[int]] = defaultdict(list)
@@ -180,7 +231,9 @@ def eval_rows(
                 approved_of[sp_id].append(len(plan))
             plan.append((caption, [(sp_ids[a], "approved"), (sp_ids[b], "approved")]))
         for sp_id in sp_ids:
-            others = [i for other in sp_ids if other != sp_id for i in approved_of[other] if sp_id not in {s for s, _ in plan[i][1]}]
+            others = [
+                i for other in sp_ids if other != sp_id for i in approved_of[other] if sp_id not in {s for s, _ in plan[i][1]}
+            ]
             if others and rng.random() < 0.5:  # another idea's clip judged wrong for this one: a hard negative
                 plan[rng.choice(others)][1].append((sp_id, "rejected"))
         b_roll_start = len(plan)
@@ -206,7 +259,9 @@ def eval_rows(
     return nodes, rels, idea_of
 
 
-def _same_claims(idea_of: dict[str, str], category_of: dict[str, str], product_of: dict[str, str], rng: random.Random) -> list[dict[str, Any]]:
+def _same_claims(
+    idea_of: dict[str, str], category_of: dict[str, str], product_of: dict[str, str], rng: random.Random
+) -> list[dict[str, Any]]:
     """SAME_CLAIM rows, once per pair (from < to): same idea (approved, some proposed), hard negatives rejected, wrong pairs proposed."""
     pairs: dict[tuple[str, str], str] = {}
     by_idea: dict[str, list[str]] = defaultdict(list)
@@ -218,7 +273,9 @@ def _same_claims(idea_of: dict[str, str], category_of: dict[str, str], product_o
                 pairs[(a, b)] = "approved" if rng.random() < 0.85 else "proposed"
     sps = sorted(idea_of)
     for a in sps:
-        same_category = [b for b in sps if category_of[b] == category_of[a] and idea_of[b] != idea_of[a] and product_of[b] != product_of[a]]
+        same_category = [
+            b for b in sps if category_of[b] == category_of[a] and idea_of[b] != idea_of[a] and product_of[b] != product_of[a]
+        ]
         if same_category and rng.random() < 0.5:
             pairs.setdefault(tuple(sorted((a, rng.choice(same_category)))), "rejected")  # type: ignore[arg-type]
         if rng.random() < 0.2:
@@ -240,9 +297,19 @@ def make_eval_ackb(
     directory = Path(directory)
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise BadInputError(f"{directory} exists and is not an empty directory; pick a new one")
-    nodes, rels, idea_of = eval_rows(products=products, selling_points_per_product=selling_points_per_product, clips_per_product=clips_per_product, seed=seed)
+    nodes, rels, idea_of = eval_rows(
+        products=products, selling_points_per_product=selling_points_per_product, clips_per_product=clips_per_product, seed=seed
+    )
     overlap = token_overlap(nodes, rels)
-    generator = {"products": products, "selling_points_per_product": selling_points_per_product, "clips_per_product": clips_per_product,
-                 "seed": seed, "vocabulary_half": vocabulary_half(seed), "ideas": len(set(idea_of.values()))}
-    counts = write_ackb(directory, nodes, rels, extra={"source": "kb.eval_ackb", "generator": generator, "token_overlap": overlap})
+    generator = {
+        "products": products,
+        "selling_points_per_product": selling_points_per_product,
+        "clips_per_product": clips_per_product,
+        "seed": seed,
+        "vocabulary_half": vocabulary_half(seed),
+        "ideas": len(set(idea_of.values())),
+    }
+    counts = write_ackb(
+        directory, nodes, rels, extra={"source": "kb.eval_ackb", "generator": generator, "token_overlap": overlap}
+    )
     return {"counts": counts, "token_overlap": overlap, "generator": generator}
