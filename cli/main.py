@@ -10,7 +10,7 @@ import csv
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
@@ -129,8 +129,8 @@ def kb_stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")
 def kb_demo(
     rebuild: Annotated[bool, typer.Option(help="Render the demo clips again even if a build exists.")] = False,
     workers: Annotated[int, typer.Option(min=1, help="Processes rendering clips.")] = 2,
-    products: Annotated[str | None, typer.Option(help="Only these products (comma-separated keys), for a quick look.")] = None,
-    clips_per_product: Annotated[int | None, typer.Option(min=1, max=25, help="Only the first N clips of each product.")] = None,
+    products: Annotated[Optional[str], typer.Option(help="Only these products (comma-separated keys), for a quick look.")] = None,
+    clips_per_product: Annotated[Optional[int], typer.Option(min=1, max=25, help="Only the first N clips of each product.")] = None,
 ) -> None:
     """Build the demo ACKB (real rendered clips, measured motion), migrate the store and import it."""
     import shutil
@@ -177,12 +177,12 @@ def kb_demo(
 
 @app.command("cypher")
 def cypher(
-    query: Annotated[str | None, typer.Argument(help="A read-only Cypher statement.")] = None,
-    file: Annotated[Path | None, typer.Option("--file", "-f", help="Read the statement from a file.")] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE (VALUE parsed as JSON if it can be).")] = None,
+    query: Annotated[Optional[str], typer.Argument(help="A read-only Cypher statement.")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read the statement from a file.")] = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="NAME=VALUE (VALUE parsed as JSON if it can be).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON objects.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
-    timeout: Annotated[float | None, typer.Option(min=0.001, help="Seconds before the query is cancelled.")] = None,
+    timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds before the query is cancelled.")] = None,
 ) -> None:
     """Run an analyst's read-only Cypher query (checked, then run in a limited worker) and print the result."""
     from kb.query_worker import run_analyst_query
