@@ -87,6 +87,26 @@ def kb_export(
     out.print(f"exported {sum(counts.values())} rows to {directory}")
 
 
+@kb_app.command("make-eval")
+def kb_make_eval(
+    directory: Annotated[Path, typer.Argument(help="Where to write the ACKB; must be absent or empty.")],
+    products: Annotated[int, typer.Option(min=2, help="Products (about 5 selling points and 22 clips each).")] = 48,
+    seed: Annotated[int, typer.Option(min=0, help="Seed; seeds of different parity share no selling-point text or caption.")] = 0,
+) -> None:
+    """Write a realistic evaluation ACKB (recurring claims in many wordings, clips that show them in other words; no media)."""
+    from kb.eval_ackb import make_eval_ackb
+
+    with handled_errors():
+        report = make_eval_ackb(directory, products=products, seed=seed)
+    counts, overlap = report["counts"], report["token_overlap"]
+    print(f"wrote {directory}: " + ", ".join(f"{counts[name]} {name}" for name in ("Product", "SellingPoint", "CreativeClip", "ILLUSTRATES", "SAME_CLAIM")))
+    print(
+        f"token overlap of {overlap['pairs']} approved (clip, selling point) pairs: mean share of claim words in the caption "
+        f"{overlap['mean_overlap']:.3f}; pairs sharing any word {overlap['pairs_sharing_a_token']:.3f}"
+    )
+    print(f"next: kdcvg kb import {directory}   or   kdcvg retrieval eval --protocol cold-start {directory}")
+
+
 @kb_app.command("stats")
 def kb_stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Node counts per label and relationship counts per type."""
