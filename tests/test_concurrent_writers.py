@@ -95,7 +95,8 @@ def test_two_annotators_saving_one_version_exactly_one_wins(shared: Any, tmp_pat
             seen = repo.products.get(store, "p-race")
             barrier.wait()  # both hold the same version now
             try:
-                result: tuple[str, Any] = ("saved", curator.update("Product", "p-race", {"name": f"ann-{k} r{round_}"}, expected_version=seen["version"]))
+                saved = curator.update("Product", "p-race", {"name": f"ann-{k} r{round_}"}, expected_version=seen["version"])
+                result: tuple[str, Any] = ("saved", saved)
             except ConflictError as exc:
                 result = ("refused", exc)
             with lock:
@@ -136,7 +137,8 @@ def test_two_annotators_judging_one_link_exactly_one_wins(shared: Any) -> None:
             seen = store.read(lambda tx: repo.illustrates.get_in(tx, "clip-race", "sp-race"))
             barrier.wait()
             try:
-                curator.set_link_status("clip-race", "sp-race", "approved" if k else "rejected", expected_updated_at=seen["updated_at"])
+                status = "approved" if k else "rejected"
+                curator.set_link_status("clip-race", "sp-race", status, expected_updated_at=seen["updated_at"])
                 outcome = f"ann-{k}"
             except ConflictError:
                 outcome = "refused"
