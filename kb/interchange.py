@@ -504,6 +504,7 @@ def import_ackb(
     media_dir = Path(media_dir)
     placement.recover(store, media_dir)
     parsed = read_ackb(Path(directory), store, media_dir, media_limits=media_limits or MediaLimits())
+    placement.pause_for_test("validated")
     import_id = placement.new_import_id()
     try:
         moves = placement.stage(parsed.directory, [(m.relative, m.sha256) for m in parsed.media], media_dir, import_id)
@@ -526,6 +527,7 @@ def import_ackb(
                 store.bulk_update_nodes(tx, label, changed)
                 _count(report, label, len(new), len(changed), len(rows))
                 bar.update(len(rows))
+            placement.pause_for_test("writing")
             for type_ in REL_TYPES:
                 rows = parsed.relationships.get(type_, [])
                 bar.set_postfix_str(type_)

@@ -19,8 +19,10 @@ one whose import id is not is rolled back (its partials removed); partial files 
 that no journal lists are removed. A journal of a live process is left alone.
 
 `KDCVG_TEST_PAUSE_AFTER` (tests only) makes the importer print `paused after <stage>` on stderr and
-wait to be killed, at the stage named: `staged` (journal written, graph not committed), `commit`
-(graph committed, no file moved) or `move` (one file moved).
+wait to be killed, at the stage named: `validated` (everything read and checked, nothing written),
+`staged` (journal written, graph not committed), `writing` (inside the graph transaction, every
+node written, nothing committed), `commit` (graph committed, no file moved) or `move` (one file moved).
+Any other value does nothing.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ IMPORT_ACTOR = "kdcvg import"
 IMPORT_ACTION = "import"
 IMPORT_ENTITY = "ACKB"
 PAUSE_ENV = "KDCVG_TEST_PAUSE_AFTER"
+PAUSE_STAGES = ("validated", "staged", "writing", "commit", "move")  # where an import can be paused, in order
 _JOURNAL = re.compile(r"^\.import-([0-9a-f]{16})\.journal$")
 _PARTIAL = re.compile(r"^\..+\.partial-(\d+)(?:-([0-9a-f]{16}))?$")
 
@@ -201,6 +204,8 @@ def place(media_dir: Path, moves: list[Move], *, pause: bool = False) -> int:
 
 def pause_for_test(stage_name: str) -> None:
     """Tests only: when KDCVG_TEST_PAUSE_AFTER names this stage, say so on stderr and wait to be killed."""
+    if stage_name not in PAUSE_STAGES:
+        raise ValueError(f"unknown pause stage {stage_name!r}; known: {', '.join(PAUSE_STAGES)}")
     if os.environ.get(PAUSE_ENV) == stage_name:
         print(f"paused after {stage_name}", file=sys.stderr, flush=True)
         while True:

@@ -1,4 +1,9 @@
-"""An import killed with SIGKILL part-way leaves the store consistent; a re-run completes exactly."""
+"""An import killed with SIGKILL part-way leaves the store consistent; a re-run completes exactly.
+
+Each kill lands where the importer says it is: `KDCVG_TEST_PAUSE_AFTER=<stage>`, set for the import's
+process only, makes it print `paused after <stage>` and wait (kb.media_placement.pause_for_test),
+so no kill depends on a sleep or on watching a file grow.
+"""
 
 from __future__ import annotations
 
@@ -38,22 +43,16 @@ def _expected(directory: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("moment", ["while validating", "while writing"])
-def test_killed_import_leaves_store_consistent_and_rerun_completes(big_ackb: Path, tmp_path: Path, moment: str) -> None:
+@pytest.mark.parametrize("stage", ["validated", "writing"])
+def test_killed_import_leaves_store_consistent_and_rerun_completes(big_ackb: Path, tmp_path: Path, stage: str) -> None:
+    """Killed where the import says it is: after validation (nothing written yet), or inside the graph
+    transaction once every node has been written (nothing committed yet)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEO4J_", "KDCVG_"))}
     env.update(KDCVG_DATA=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "config"))
     assert _kdcvg(env, "kb", "migrate").wait(timeout=60) == 0
     database = tmp_path / "data" / "ackb.lbug"
-    size_before = database.stat().st_size
 
-    process = _kdcvg(env, "kb", "import", str(big_ackb))
-    deadline = time.monotonic() + 120
-    if moment == "while validating":
-        time.sleep(1.5)  # validation of this ACKB takes several seconds; nothing is written yet
-    else:
-        while database.stat().st_size == size_before and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)  # the database file grows once the transaction starts writing pages
-    assert process.poll() is None, "the import finished before it could be killed"
+    process = _paused_import(env, big_ackb, stage)
     process.send_signal(signal.SIGKILL)
     assert process.wait(timeout=30) == -signal.SIGKILL
 
@@ -70,7 +69,7 @@ def test_killed_import_leaves_store_consistent_and_rerun_completes(big_ackb: Pat
 
 # ---------------------------------------------------------------------------------------------
 # Media placement: the graph commits in one transaction, files move one by one. A SIGKILL at a
-# provable point (the importer's test-only pause, KDCVG_TEST_PAUSE_AFTER) must be recoverable:
+# provable point (the importer's test-only pause, as above) must be recoverable:
 # either every new file in place (graph committed) or the old state (graph not committed).
 # ---------------------------------------------------------------------------------------------
 
@@ -200,7 +199,8 @@ def _killed_while_checkpointing(database: Path) -> bool:
     """Run a writer and SIGKILL it as soon as its checkpoint shadow file exists; whether that point was reached."""
     process = subprocess.Popen([sys.executable, "-c", WRITER, str(database)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     shadow = database.with_name(database.name + ".shadow")
-    while not shadow.exists() and process.poll() is None:
+    deadline = time.monotonic() + 120  # a guard against a writer that never checkpoints, not a speed claim
+    while not shadow.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.001)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)

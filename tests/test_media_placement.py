@@ -50,3 +50,11 @@ def test_recovery_leaves_a_live_import_alone(store: GraphStore, tmp_path: Path) 
         live.wait()
     report = placement.recover(store, media)  # its process is gone now, and it never committed
     assert report.rolled_back == [import_id] and _state(media) == []
+
+
+def test_the_pause_hook_pauses_only_at_its_known_stages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(placement.PAUSE_ENV, "not-a-stage")
+    for stage in placement.PAUSE_STAGES:
+        placement.pause_for_test(stage)  # another stage named: returns at once
+    with pytest.raises(ValueError, match="unknown pause stage 'nodes'"):
+        placement.pause_for_test("nodes")

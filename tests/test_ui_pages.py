@@ -23,9 +23,11 @@ from streamlit.testing.v1 import AppTest
 from generation.request import GenerationRequest
 from kb import browse, store_lock
 from kb.audit import list_audit
+from kb.curation import Curator
 from kb.store import GraphStore
 from kdcvg.config import Settings, load_settings
 from ui import auth, state, uploads
+from ui.render import md_escape
 from ui.sandbox import USERS, copied_sandbox, template_dir
 from ui.sessions import FREE_FAILURES, SessionStore
 
@@ -240,17 +242,34 @@ def test_bad_input_is_refused_next_to_its_field_and_writes_nothing(sandbox: Sett
     )
 
 
+HOSTILE = '<script>alert("x")</script> <img src=x onerror="alert(1)"> ![t](http://example.invalid/t.png)'
+
+
+def unescaped_markup(markdown: str) -> list[str]:
+    """The characters a markdown element would render as markup: `<` or `[` without a backslash before it."""
+    return re.findall(r"(?<!\\)[<\[]", markdown)
+
+
 def test_script_tags_are_stored_verbatim_and_shown_inert(sandbox: Settings) -> None:
+    """The hostile text reaches the page in the elements that carry it: a table cell, a select box's
+    option, a clip card's plain text, and escaped in a markdown caption; nothing renders it as markup."""
     at = on_page(signed_in("ann"), "views/curate.py")
-    hostile = '<script>alert("x")</script> ![t](http://example.invalid/t.png)'
-    _create_product(at, hostile)
-    stored = rows(sandbox, "MATCH (p:Product) WHERE p.name = $n RETURN p.id AS id", n=hostile)
+    _create_product(at, HOSTILE)
+    stored = rows(sandbox, "MATCH (p:Product) WHERE p.name = $n RETURN p.id AS id", n=HOSTILE)
     assert len(stored) == 1
+    clip = rows(sandbox, "MATCH (c:CreativeClip) RETURN c.id AS id, c.version AS v ORDER BY id LIMIT 1")[0]
+    with state.shared_store(sandbox).use() as store:
+        Curator(store, "ann").update("CreativeClip", clip["id"], {"caption": HOSTILE, "tags": [HOSTILE]}, expected_version=clip["v"])
+
     browse_page = on_page(at, "views/browse.py")
     browse_page.text_input(key="browse_search").input("script").run()
-    assert list(browse_page.dataframe[0].value["name"]) == [hostile]
-    markdowns = [m.value for m in browse_page.markdown if "script" in m.value or "example.invalid" in m.value]
-    assert all("<script>" not in m and "](http" not in m for m in markdowns)
+    assert list(browse_page.dataframe[0].value["name"]) == [HOSTILE]  # a table cell: data, never markup
+    assert browse_page.selectbox(key="browse_product").options == [f"{HOSTILE} [{stored[0]['id']}]"]  # an option: plain text
+    browse_page.text_input(key="clips_search").input("onerror").run()
+    assert [t.value for t in browse_page.text if "onerror" in t.value] == [HOSTILE]  # the clip card's caption: st.text, inert
+    carriers = [m.value for m in (*browse_page.markdown, *browse_page.caption) if "onerror" in m.value]
+    assert len(carriers) == 1 and md_escape(f"tags: {HOSTILE}") in carriers[0], carriers  # the card's details line
+    assert unescaped_markup(carriers[0]) == [], carriers[0]
 
 
 def test_upload_measures_motion_and_stores_the_file(sandbox: Settings) -> None:

@@ -20,11 +20,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kb.audit import list_audit
 from kb.backends import open_store
+from kb.curation import Curator
 from kdcvg.config import load_settings
 from tests.conftest import unavailable
 from ui.browser import CHROMIUM, AppPage, chromium_page, served_app
@@ -45,6 +47,9 @@ HOSTILE = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
 def test_annotator_round_trip_in_a_browser(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     env = copied_sandbox(template_dir(tmp_path_factory.getbasetemp() / "ui-sandbox"), tmp_path / "sandbox")
     settings = load_settings(environ=env)
+    with open_store(settings) as store:  # before the app runs: a clip whose caption and tag are hostile
+        hostile_clip = store.query("MATCH (c:CreativeClip) RETURN c.id, c.version ORDER BY c.id DESC LIMIT 1").rows[0]
+        Curator(store, "ann").update("CreativeClip", hostile_clip[0], {"caption": HOSTILE, "tags": [HOSTILE]}, expected_version=hostile_clip[1])
     with open_store(settings, read_only=True) as store:
         pair = store.query(
             "MATCH (p:Product)-[:HAS_SELLING_POINT]->(s:SellingPoint), (c:CreativeClip)-[:FEATURES]->(p) "
@@ -56,11 +61,14 @@ def test_annotator_round_trip_in_a_browser(tmp_path: Path, tmp_path_factory: pyt
         page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
         app = AppPage(page, url)
         try:
-            injected = round_trip(app, product, point, clip, tmp_path)
+            shown = round_trip(app, product, point, clip, tmp_path)
         finally:
             page.screenshot(path=str(tmp_path / "last.png"), full_page=True)
     print(f"screenshots: {tmp_path}")
-    assert dialogs == [] and injected == 0
+    assert dialogs == []
+    assert shown["product option"].startswith(f"{HOSTILE} [")  # the hostile name reached the page, as a value
+    assert shown["clip caption"] == [HOSTILE] and len(shown["clip details"]) == 1 and f"tags: {HOSTILE}" in shown["clip details"][0]
+    assert shown["injected"] == [], shown["injected"]
     with open_store(settings, read_only=True) as store:
         link = store.query("MATCH (c:CreativeClip {id: $c})-[r:ILLUSTRATES]->(s:SellingPoint {id: $s}) RETURN r.status, r.annotator", {"c": clip, "s": point}).rows
         events = list_audit(store, entity_id=f"{clip}->{point}").events
@@ -71,8 +79,15 @@ def test_annotator_round_trip_in_a_browser(tmp_path: Path, tmp_path_factory: pyt
     assert (tmp_path / "audit-after-approval.png").stat().st_size > 10_000
 
 
-def round_trip(app: AppPage, product: str, point: str, clip: str, out: Path) -> int:
-    """The user's steps; returns how many injected script/img elements carrying the hostile code exist."""
+# Elements the hostile text would have made if it were rendered as markup: any script, img or
+# element with an event handler attribute in the document (Streamlit's own page has none of these
+# holding "alert").
+INJECTED = """() => [...document.querySelectorAll('script, img, [onerror], [onload]')]
+  .map(e => e.outerHTML || '').filter(html => html.includes('alert'))"""
+
+
+def round_trip(app: AppPage, product: str, point: str, clip: str, out: Path) -> dict[str, Any]:
+    """The user's steps; returns the text of the elements that carry the hostile name and caption, and any injected element."""
     page = app.page
     app.sign_in("rev", USERS["rev"][0])
     app.open("Curate", "Curate the ACKB")
@@ -106,10 +121,19 @@ def round_trip(app: AppPage, product: str, point: str, clip: str, out: Path) -> 
     app.open("Browse", "Browse the ACKB")
     app.type_into("Search products (name, brand or id)", "onerror")
     page.get_by_test_id("stDataFrame").first.wait_for()
-    page.wait_for_timeout(1000)
+    chosen = app.visible(page.get_by_role("combobox", name="Show the selling points of"))
+    page.wait_for_function("text => [...document.querySelectorAll('input[role=combobox]')].some(e => e.value.startsWith(text))", arg=HOSTILE)
+    shown: dict[str, Any] = {"product option": chosen.input_value()}  # the select box shows the hostile name as its value
     page.screenshot(path=str(out / "browse-hostile-name.png"), full_page=True)
-    injected = page.evaluate("() => [...document.querySelectorAll('img[src=\"x\"], script')].filter(e => (e.outerHTML || '').includes('alert')).length")
-    return injected
+    app.tab("Clip library")
+    app.type_into("Search captions and ids", "onerror")
+    card = page.get_by_test_id("stText").filter(has_text="onerror")
+    app.visible(card.first).wait_for()
+    shown["clip caption"] = card.all_inner_texts()  # st.text: the caption as plain text
+    shown["clip details"] = page.get_by_test_id("stCaptionContainer").filter(has_text="onerror").all_inner_texts()  # escaped markdown
+    page.screenshot(path=str(out / "browse-hostile-clip.png"), full_page=True)
+    shown["injected"] = page.evaluate(INJECTED)
+    return shown
 
 
 UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
