@@ -179,12 +179,13 @@ def test_training_learns_same_claim_partners(demo: dict[str, Any]) -> None:
 
 def test_fresh_selling_point_ranks_its_product_clips(demo: dict[str, Any], trained: tuple[Any, dict[str, Any]]) -> None:
     graph = demo["graph"]
-    retriever = SarRetriever(trained[0], graph, demo["features"], set(demo["split"].train), encoder=demo["encoder"])
+    model_only = dict(text_mix=0.0, knn_mix=SarConfig().knn_mix)  # the learned score, no text cosine
+    retriever = SarRetriever(trained[0], graph, demo["features"], set(demo["split"].train), encoder=demo["encoder"], **model_only)
     product = "prod-airbeat-wireless-earbuds"
     embedding = retriever.embed_text("Crystal clear sound for music on the go", product)
     assert embedding.shape == (retriever.clip_embeddings().shape[1],)
     assert np.linalg.norm(embedding) == pytest.approx(1.0, abs=1e-4)
-    top5 = retriever.top_clips(retriever.clip_embeddings() @ embedding, k=5)
+    top5 = retriever.top_clips(retriever.score_text("Crystal clear sound for music on the go", product), k=5)
     assert sum(graph.product_of_clip[clip] == product for clip, _ in top5) >= 3, top5
     assert retriever.score_text("Crystal clear sound", None).shape == (len(graph.nodes["CreativeClip"]),)
 
