@@ -10,7 +10,7 @@ import csv
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -87,6 +87,26 @@ def kb_export(
     out.print(f"exported {sum(counts.values())} rows to {directory}")
 
 
+@kb_app.command("make-eval")
+def kb_make_eval(
+    directory: Annotated[Path, typer.Argument(help="Where to write the ACKB; must be absent or empty.")],
+    products: Annotated[int, typer.Option(min=2, help="Products (about 5 selling points and 22 clips each).")] = 48,
+    seed: Annotated[int, typer.Option(min=0, help="Seed; seeds of different parity share no selling-point text or caption.")] = 0,
+) -> None:
+    """Write a realistic evaluation ACKB (recurring claims in many wordings, clips that show them in other words; no media)."""
+    from kb.eval_ackb import make_eval_ackb
+
+    with handled_errors():
+        report = make_eval_ackb(directory, products=products, seed=seed)
+    counts, overlap = report["counts"], report["token_overlap"]
+    print(f"wrote {directory}: " + ", ".join(f"{counts[name]} {name}" for name in ("Product", "SellingPoint", "CreativeClip", "ILLUSTRATES", "SAME_CLAIM")))
+    print(
+        f"token overlap of {overlap['pairs']} approved (clip, selling point) pairs: mean share of claim words in the caption "
+        f"{overlap['mean_overlap']:.3f}; pairs sharing any word {overlap['pairs_sharing_a_token']:.3f}"
+    )
+    print(f"next: kdcvg kb import {directory}   or   kdcvg retrieval eval --protocol cold-start {directory}")
+
+
 @kb_app.command("stats")
 def kb_stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Node counts per label and relationship counts per type."""
@@ -109,8 +129,8 @@ def kb_stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")
 def kb_demo(
     rebuild: Annotated[bool, typer.Option(help="Render the demo clips again even if a build exists.")] = False,
     workers: Annotated[int, typer.Option(min=1, help="Processes rendering clips.")] = 2,
-    products: Annotated[Optional[str], typer.Option(help="Only these products (comma-separated keys), for a quick look.")] = None,
-    clips_per_product: Annotated[Optional[int], typer.Option(min=1, max=25, help="Only the first N clips of each product.")] = None,
+    products: Annotated[str | None, typer.Option(help="Only these products (comma-separated keys), for a quick look.")] = None,
+    clips_per_product: Annotated[int | None, typer.Option(min=1, max=25, help="Only the first N clips of each product.")] = None,
 ) -> None:
     """Build the demo ACKB (real rendered clips, measured motion), migrate the store and import it."""
     import shutil
@@ -157,12 +177,12 @@ def kb_demo(
 
 @app.command("cypher")
 def cypher(
-    query: Annotated[Optional[str], typer.Argument(help="A read-only Cypher statement.")] = None,
-    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read the statement from a file.")] = None,
-    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="NAME=VALUE (VALUE parsed as JSON if it can be).")] = None,
+    query: Annotated[str | None, typer.Argument(help="A read-only Cypher statement.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Read the statement from a file.")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE (VALUE parsed as JSON if it can be).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON objects.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
-    timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds before the query is cancelled.")] = None,
+    timeout: Annotated[float | None, typer.Option(min=0.001, help="Seconds before the query is cancelled.")] = None,
 ) -> None:
     """Run an analyst's read-only Cypher query (checked, then run in a limited worker) and print the result."""
     from kb.query_worker import run_analyst_query

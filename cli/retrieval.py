@@ -136,32 +136,44 @@ def feedback(
 
 @retrieval_app.command("eval")
 def evaluate(
-    ackb: Annotated[Optional[Path], typer.Option(help="Evaluate this ACKB directory instead of the store.")] = None,
-    test_fraction: Annotated[float, typer.Option(min=0.01, max=0.9)] = 0.2,
-    seed: Annotated[int, typer.Option(help="Seed for the split, the models' initial weights and their training.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON.")] = False,
+    directory: Annotated[Optional[Path], typer.Argument(help="An ACKB directory to evaluate (default: the store).")] = None,
+    ackb: Annotated[Optional[Path], typer.Option(help="Same as DIRECTORY.")] = None,
+    protocol: Annotated[str, typer.Option(help="cold-start (hold out whole products) or link-completion (hide links of clips).")] = "cold-start",
+    seeds: Annotated[int, typer.Option(min=1, max=100, help="Seeds; each varies the split and the learned models' initialisation.")] = 5,
+    seed: Annotated[int, typer.Option(min=0, help="The first seed.")] = 0,
+    test_fraction: Annotated[
+        Optional[float], typer.Option(min=0.01, max=0.9, help="Share held out: products (cold-start, 0.2) or linked clips (link-completion, 0.3).")
+    ] = None,
+    learned: Annotated[bool, typer.Option(help="Also train and rank with the learned rankers (GAT, GAT+RL).")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Recall@1/5/10, NDCG@10, MRR on held-out selling points: baselines, GAT, GAT+RL."""
-    from kb.graph import graph_from_store
-    from retrieval.evaluate import evaluate_directory, evaluate_graph, format_table
-    from retrieval.features import TextEncoder
+    """NDCG@10, Recall@10, MRR over several seeds with intervals: baselines (chance, structure, text, kNN) and SAR."""
+    from kb.graph import graph_from_directory, graph_from_store
+    from retrieval.evaluate import PROTOCOLS, evaluate_protocol, format_protocol_table
+    from retrieval.features import TextEncoder, build_features
     from retrieval.rankers import learned_rankers
 
+    if protocol not in PROTOCOLS:
+        fail(f"unknown protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}", 2)
+    if directory is not None and ackb is not None and directory != ackb:
+        fail("give the ACKB directory once (DIRECTORY or --ackb)", 2)
+    source = directory or ackb
     config = settings()
-    encoder = TextEncoder(config.text_encoder_path)
     with handled_errors():
-        if ackb is not None:
-            if not ackb.is_dir():
-                fail(f"{ackb} is not a directory", 2)
-            rows = evaluate_directory(ackb, learned_rankers(seed=seed), test_fraction, seed, config.cache_dir, encoder=encoder)
+        if source is not None:
+            if not source.is_dir():
+                fail(f"{source} is not a directory", 2)
+            graph = graph_from_directory(source)
         else:
             with opened_store(read_only=True) as store:
                 graph = graph_from_store(store, config.media_dir)
-            rows = evaluate_graph(graph, learned_rankers(seed=seed), test_fraction, seed, config.cache_dir, encoder=encoder, source="the store")
+        features = build_features(graph, TextEncoder(config.text_encoder_path), config.cache_dir)
+        learned_for_seed = (lambda s: learned_rankers(seed=s)) if learned else None
+        result = evaluate_protocol(graph, features, protocol, seeds=seeds, first_seed=seed, fraction=test_fraction, extra_rankers=learned_for_seed)
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(result, indent=2))
     else:
-        print(format_table(rows))
+        print(format_protocol_table(result))
 
 
 def _table(results: list[Any]) -> Table:

@@ -47,11 +47,15 @@ def _check(scores: np.ndarray, relevant: Sequence[set[int]], ks: Sequence[int], 
     for q, items in enumerate(relevant):
         for item in items:
             if not 0 <= item < n_clips:
-                raise ValueError(f"relevant clip index {item} of query {q} is outside 0..{n_clips - 1} (scores has {n_clips} clip columns)")
+                raise ValueError(
+                    f"relevant clip index {item} of query {q} is outside 0..{n_clips - 1} (scores has {n_clips} clip columns)"
+                )
     return scores
 
 
-def query_metrics(order: np.ndarray, relevant: set[int], ks: Sequence[int] = DEFAULT_KS, ndcg_k: int = NDCG_K) -> dict[str, float]:
+def query_metrics(
+    order: np.ndarray, relevant: set[int], ks: Sequence[int] = DEFAULT_KS, ndcg_k: int = NDCG_K
+) -> dict[str, float]:
     """Recall@k for each k, NDCG@ndcg_k and reciprocal rank for one query's ranking `order`.
 
     `order` is the query's clip indices best first (see `rank_order`); `relevant` must be non-empty.
@@ -98,3 +102,38 @@ def ranking_metrics(
     result["queries"] = len(per_query)
     result["excluded"] = excluded
     return result
+
+
+def per_query_metrics(
+    scores: np.ndarray, relevant: Sequence[Iterable[int]], ks: Sequence[int] = DEFAULT_KS, *, ndcg_k: int = NDCG_K
+) -> list[dict[str, float] | None]:
+    """Each query's metrics (as `query_metrics`), None for a query without a relevant clip; same checks as `ranking_metrics`."""
+    ks = tuple(ks)
+    try:
+        sets = [{operator.index(item) for item in items} for items in relevant]
+    except TypeError as exc:
+        raise ValueError(f"relevant must hold sets of integer clip indices: {exc}") from None
+    order = rank_order(_check(scores, sets, ks, ndcg_k))
+    return [query_metrics(order[q], items, ks, ndcg_k) if items else None for q, items in enumerate(sets)]
+
+
+BOOTSTRAP_RESAMPLES = 2000
+INTERVAL_LEVEL = 0.95
+
+
+def bootstrap_interval(
+    values: Sequence[float] | np.ndarray, *, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES
+) -> tuple[float, float, float]:
+    """(mean, low, high): the mean and its 95 % percentile-bootstrap interval (resampling `values` with replacement).
+
+    Deterministic for a seed. One value gives a zero-width interval; no value is an error.
+    """
+    data = np.asarray(values, dtype=np.float64)
+    if data.ndim != 1 or data.size == 0:
+        raise ValueError(f"bootstrap needs a non-empty 1-D sequence of values, got shape {data.shape}")
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
+    tail = (1 - INTERVAL_LEVEL) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    mean = float(data.mean())
+    return mean, float(min(low, mean)), float(max(high, mean))

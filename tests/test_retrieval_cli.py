@@ -97,9 +97,13 @@ def test_known_selling_point_and_proposals(trained: dict[str, str]) -> None:
 def test_feedback_makes_a_new_version_and_eval_prints_all_methods(trained: dict[str, str]) -> None:
     result = kdcvg(trained, "retrieval", "feedback", "--epochs", "2")
     assert "mean reward" in result.stdout and "v0002" in result.stdout
-    rows = json.loads(kdcvg(trained, "retrieval", "eval", "--json").stdout)
-    assert [r["method"] for r in rows] == ["random", "popularity", "bm25", "sentence-cosine", "GAT", "GAT+text", "GAT+RL", "GAT+RL+text"]
-    assert all(0 <= r["Recall@10"] <= 1 for r in rows)
+    result = json.loads(kdcvg(trained, "retrieval", "eval", "--protocol", "link-completion", "--seeds", "2", "--json").stdout)
+    assert [r["method"] for r in result["rows"]] == [
+        "random", "popularity", "same-product", "same-product-unlinked", "same-category", "bm25", "sentence-cosine", "sp-knn",
+        "GAT", "GAT+text", "GAT+RL", "GAT+RL+text",
+    ]  # fmt: skip
+    assert result["seeds"] == [0, 1]
+    assert all(0 <= r["Recall@10"]["low"] <= r["Recall@10"]["mean"] <= r["Recall@10"]["high"] <= 1 for r in result["rows"])
 
 
 @pytest.mark.parametrize(
