@@ -91,7 +91,8 @@ def train(
         model, history = train_sar(graph, features, split, config, progress=sys.stderr.isatty())
         scores = SarRetriever(model, graph, features, set(split.train), text_mix=config.text_mix, knn_mix=config.knn_mix).score_matrix(split.test)
         metrics = {**held_out_metrics(graph, scores, split.test), "final_loss": history["loss"][-1], "train_seconds": history["seconds"]}
-        path = _save_with_index(model, config, graph, features, metrics, split.train)
+        extra = {"validation_selling_points": history["validation_selling_points"]}
+        path = _save_with_index(model, config, graph, features, metrics, split.train, extra=extra)
     out.print(f"trained {config.epochs} epochs in {history['seconds']:.1f} s, loss {history['loss'][0]:.3f} -> {history['loss'][-1]:.3f}")
     _print_metrics(f"held-out ({len(split.test)} selling points)", metrics)
     out.print(f"checkpoint: {path}")
@@ -117,13 +118,18 @@ def feedback(
         train_ids = [sp for sp in meta.get("train_selling_points") or graph.ids("SellingPoint") if sp in graph.index("SellingPoint")]
         split = Split(train_ids, [sp for sp in graph.ids("SellingPoint") if sp not in set(train_ids)])
         feedback_config = FeedbackConfig(seed=config.seed, **({"epochs": epochs} if epochs else {}))
-        kept, history = refine_with_feedback(model, graph, features, split, feedback_config, progress=sys.stderr.isatty(), sar_config=config)
+        validation = meta.get("validation_selling_points")  # never supervised on: the gate compares on them
+        validation = [sp for sp in validation if sp in set(train_ids)] if validation is not None else None
+        kept, history = refine_with_feedback(
+            model, graph, features, split, feedback_config, progress=sys.stderr.isatty(), sar_config=config, validation=validation
+        )
         stats = {key: history[key] for key in ("kept", "reason", "validation", "validation_queries", "judgements")}
         metrics: dict[str, Any] = {"feedback_loss": history["loss"], "feedback_seconds": history["seconds"], "feedback": stats}
         if split.test:
             scores = SarRetriever(kept, graph, features, set(split.train), text_mix=config.text_mix, knn_mix=config.knn_mix).score_matrix(split.test)
             metrics.update(held_out_metrics(graph, scores, split.test))
-        extra = {"stage": "feedback", "parent": meta.get("version"), "feedback": stats, "feedback_config": feedback_config.to_dict()}
+        extra = {"stage": "feedback", "parent": meta.get("version"), "feedback": stats, "feedback_config": feedback_config.to_dict(),
+                 "validation_selling_points": validation}
         path = _save_with_index(kept, config, graph, features, metrics, split.train, extra=extra)
     losses = history["loss"]
     out.print(f"learning to rank, {len(losses)} epochs: loss {losses[0]:.3f} -> {losses[-1]:.3f} "

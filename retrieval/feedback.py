@@ -7,13 +7,15 @@ and the clips of selling points annotators rejected as the same claim), weighted
 and random unlinked clips. It replaces a REINFORCE stage whose reward mixed text alignment and
 motion share with the judgements, which raised its own reward and lowered held-out ranking.
 
-Gate: a random `validation_fraction` of the training products is held out as new products; the
-candidate is fine-tuned on the others only. Current and candidate model then rank clips for the
-held-out products' selling points (their links and relations removed from the graph; relevant =
-their own approved clips and their SAME_CLAIM partners' approved clips), and the candidate is
-kept only when its NDCG@10 is higher by more than `min_gain` and no other metric drops by more
-than `tolerance`. The current model saw the validation judgements in training and the candidate
-did not, so the gate is conservative. The returned history says which model was kept and why.
+Gate: the validation selling points are those of the training products `train_sar` left out of
+supervision (`validation_fraction` of them; their links still pass messages when served), so
+neither model has learned from them. The candidate is fine-tuned on the other products only.
+Current and candidate model then rank clips for the validation products' selling points as the
+cold-start evaluation does (their links and relations removed from the graph; other products'
+clips ranked, relevant = their SAME_CLAIM partners' approved clips; own approved clips on an
+ACKB without SAME_CLAIM judgements), and the candidate is kept only when its NDCG@10 is higher by
+more than `min_gain` and no other metric drops by more than `tolerance`. The returned history
+says which model was kept and why.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from retrieval.hetero import CLIP, SP
 from retrieval.metrics import ranking_metrics
 from retrieval.model import SarGAT
 from retrieval.split import Split
-from retrieval.train import Episode, SarConfig, TrainingGraph, fit, seeded, served_scores, torch_threads, training_graph
+from retrieval.train import Episode, SarConfig, TrainingGraph, fit, seeded, served_scores, torch_threads, training_graph, validation_selling_points
 
 GATED_METRICS = ("Recall@1", "Recall@5", "Recall@10", "NDCG@10", "MRR")
 
@@ -45,7 +47,7 @@ class FeedbackConfig:
     temperature: float = 0.1  # pairwise logistic: softplus(-(positive - negative) / temperature)
     pairs: int = 16  # (approved, negative) pairs sampled per query per epoch
     rejected_weight: float = 2.0  # weight of a pair whose negative an annotator rejected
-    validation_fraction: float = 0.2  # share of training products held out to gate the update
+    validation_fraction: float = 0.2  # share of training products held out to gate the update when the caller names none
     min_gain: float = 0.0  # the candidate's validation NDCG@10 must beat the current one's by more than this
     tolerance: float = 0.01  # ... and no other validation metric may drop by more than this
     seed: int = 0
@@ -91,18 +93,32 @@ def pairwise_loss(model: SarGAT, episode: Episode, config: SarConfig, rejected: 
 
 
 def validation_metrics(model: SarGAT, graph: AckbGraph, features: dict[str, np.ndarray], seen: set[str], queries: list[str], config: SarConfig) -> dict[str, float]:
-    """Metrics of `model` ranking all clips for `queries` (no links of theirs in the graph); relevant: own and SAME_CLAIM partners' approved clips."""
+    """Metrics of `model` ranking clips for `queries`, selling points of products new to the graph (no links or relations of theirs).
+
+    As the cold-start evaluation: a query with approved SAME_CLAIM partners on other products ranks
+    those products' clips, relevant = the partners' approved clips; a query without any (an ACKB
+    with no SAME_CLAIM judged) ranks all clips, relevant = its own approved clips.
+    """
     from retrieval.sar import SarRetriever
 
     tg = training_graph(graph, features, set(queries) | seen)
     rows = torch.tensor([graph.index(SP)[s] for s in queries], dtype=torch.long)
-    relevant = [set(torch.nonzero(row).flatten().tolist()) for row in tg.claim_clips(rows)]
-    keep = [i for i, r in enumerate(relevant) if r]
+    partners = tg.claim_matrix(rows)
+    partners[:, rows] = False  # partners on the other held-out products are new too
+    all_links = tg.link_matrix(torch.arange(tg.n_sps)).float()
+    partner_clips = (partners.float() @ all_links) > 0
+    new_clip = torch.isin(tg.clip_product, torch.unique(tg.sp_product[rows]))
+    own_clips = tg.link_matrix(rows)
+    cold = partner_clips.any(dim=1, keepdim=True)
+    relevant_mask = torch.where(cold, partner_clips & ~new_clip, own_clips)
+    candidates = torch.where(cold, ~new_clip.unsqueeze(0).expand_as(own_clips), torch.ones_like(own_clips))
+    keep = torch.nonzero(relevant_mask.any(dim=1)).flatten().tolist()
     if not keep:
         return {}
     retriever = SarRetriever(model, graph, features, seen, text_mix=config.text_mix, knn_mix=config.knn_mix)
     scores = retriever.score_matrix([queries[i] for i in keep])
-    return ranking_metrics(scores, [relevant[i] for i in keep])
+    scores = np.where(candidates[keep].numpy(), scores, -np.inf)
+    return ranking_metrics(scores, [set(torch.nonzero(relevant_mask[i]).flatten().tolist()) for i in keep])
 
 
 def gate(current: dict[str, float], candidate: dict[str, float], config: FeedbackConfig) -> tuple[bool, str]:
@@ -118,15 +134,6 @@ def gate(current: dict[str, float], candidate: dict[str, float], config: Feedbac
     return True, f"validation NDCG@10 {current['NDCG@10']:.3f} -> {candidate['NDCG@10']:.3f}"
 
 
-def validation_products(graph: AckbGraph, train: list[str], fraction: float, gen: torch.Generator) -> set[str]:
-    """A random `fraction` (at least one, never all) of the products that have training selling points."""
-    products = sorted({graph.product_of_selling_point[s] for s in train if s in graph.product_of_selling_point})
-    if len(products) < 2:
-        return set()
-    count = min(max(1, round(len(products) * fraction)), len(products) - 1)
-    return {products[i] for i in torch.randperm(len(products), generator=gen)[:count].tolist()}
-
-
 def refine_with_feedback(
     retriever_or_model: Any,
     graph: AckbGraph,
@@ -135,9 +142,13 @@ def refine_with_feedback(
     config: FeedbackConfig | None = None,
     progress: bool = True,
     sar_config: SarConfig | None = None,
+    validation: list[str] | None = None,
 ) -> tuple[SarGAT, dict[str, Any]]:
     """Fine-tune a copy of the model on the judgements of `split.train`, gated on held-out training products.
 
+    `validation`: the training selling points the model was not supervised on (`train_sar`'s
+    history and the checkpoint meta keep them); None draws `validation_fraction` of the products
+    here, which the model may have learned from, so the gate then favours neither model fairly.
     Returns (the kept model: the candidate or the input model itself, history). history: `loss` per
     epoch, `kept` ("candidate" or "current"), `reason`, `validation` {"current", "candidate"}
     metrics, `validation_queries`, `judgements` {"approved", "rejected"}, `seconds`.
@@ -148,8 +159,7 @@ def refine_with_feedback(
     if not isinstance(base, SarGAT):
         raise TypeError(f"expected a SarGAT or a SarRetriever, got {type(retriever_or_model).__name__}")
     with torch_threads(config.threads), seeded(config.seed) as gen:
-        held = validation_products(graph, split.train, config.validation_fraction, gen)
-        queries = [s for s in split.train if graph.product_of_selling_point.get(s) in held]
+        queries = list(validation) if validation is not None else validation_selling_points(graph, split.train, config.validation_fraction, gen)
         fit_ids = set(split.train) - set(queries)
         tg = training_graph(graph, features, fit_ids)
         rejected = rejected_pairs(graph, fit_ids)

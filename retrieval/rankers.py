@@ -40,8 +40,9 @@ def learned_rankers(
     def models(graph: AckbGraph, features: dict[str, np.ndarray], split: Split) -> dict[str, SarGAT]:
         key = (graph.content_hash, tuple(split.train))
         if key not in trained:
-            gat, _ = train_sar(graph, features, split, config, progress=progress)
-            refined, _ = refine_with_feedback(gat, graph, features, split, feedback, progress=progress, sar_config=config)
+            gat, history = train_sar(graph, features, split, config, progress=progress)
+            validation = history["validation_selling_points"]
+            refined, _ = refine_with_feedback(gat, graph, features, split, feedback, progress=progress, sar_config=config, validation=validation)
             trained[key] = {"GAT": gat, "GAT+FB": refined}
         return trained[key]
 

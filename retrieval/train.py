@@ -54,6 +54,7 @@ class SarConfig:
     cold_fraction: float = 0.25  # share of training products masked as new (cold start) each epoch
     claim_weight: float = 1.0  # weight of the selling point <-> SAME_CLAIM partner loss
     knn_mix: float = 1.0  # score += knn_mix * cosine to the clip's prototype (learned nearest-neighbour vote)
+    validation_fraction: float = 0.2  # share of training products never supervised on: the feedback gate's unseen validation
     seed: int = 0
     test_fraction: float = 0.2
     text_mix: float = 1.0  # served score also adds text_mix * text cosine (chosen on a validation split)
@@ -254,18 +255,32 @@ def train_sar(
 ) -> tuple[SarGAT, dict[str, Any]]:
     """Train SarGAT on the approved links and relations of `split.train`; returns (model in eval mode, history).
 
-    history: `loss` (per epoch), `seconds`, `train_pairs`, `claim_pairs`.
+    A `validation_fraction` of the training products is left out of supervision (their links still
+    pass messages when the model is served), so the feedback stage can compare models on products
+    neither has learned from. history: `loss` (per epoch), `seconds`, `train_pairs`, `claim_pairs`,
+    `validation_selling_points`.
     """
     config = config or SarConfig()
     with torch_threads(config.threads), seeded(config.seed) as gen:  # the seed decides init, episodes and dropout
-        tg = training_graph(graph, features, set(split.train))
+        validation = validation_selling_points(graph, split.train, config.validation_fraction, gen)
+        tg = training_graph(graph, features, set(split.train) - set(validation))
         if tg.links.shape[1] == 0:
             raise ValueError("no approved ILLUSTRATES links among the training selling points: nothing to train on")
         model = build_model(tg.data, config, text_dim=features[SP].shape[1])
         optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         history = fit(model, tg, config, optimiser, episode_loss, config.epochs, gen, progress, "SAR train")
-    history.update(train_pairs=int(tg.links.shape[1]), claim_pairs=int(tg.claims.shape[1] // 2))
+    history.update(train_pairs=int(tg.links.shape[1]), claim_pairs=int(tg.claims.shape[1] // 2), validation_selling_points=validation)
     return model, history
+
+
+def validation_selling_points(graph: AckbGraph, train: list[str], fraction: float, gen: torch.Generator) -> list[str]:
+    """The training selling points of a random `fraction` of their products (none below 3 products, never all)."""
+    products = sorted({graph.product_of_selling_point[s] for s in train if s in graph.product_of_selling_point})
+    if fraction <= 0 or len(products) < 3:
+        return []
+    count = min(max(1, round(len(products) * fraction)), len(products) - 2)
+    held = {products[i] for i in torch.randperm(len(products), generator=gen)[:count].tolist()}
+    return [s for s in train if graph.product_of_selling_point.get(s) in held]
 
 
 def fit(model: SarGAT, tg: TrainingGraph, config: SarConfig, optimiser: Any, loss_fn: Any, epochs: int, gen: torch.Generator, progress: bool, desc: str) -> dict[str, Any]:
