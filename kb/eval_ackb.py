@@ -152,6 +152,18 @@ def _clip_row(clip_id: str, caption: str, rng: random.Random) -> tuple[dict[str,
     return row, motion
 
 
+def _claim_text(idea: str, phrasings: tuple[str, ...], cycler: _Cycler, rng: random.Random) -> str:
+    """A selling point's text: one phrasing of the idea, or (as ad copy often does) a headline and a second line.
+
+    Pairs make exact repeats across products rare while the claim stays the same.
+    """
+    headline = cycler.next("sp:" + idea, phrasings)
+    if rng.random() < 0.35:
+        return headline
+    second = rng.choice([p for p in phrasings if p != headline])
+    return f"{headline}{'' if headline[-1] in '.!?' else '.'} {second}{'' if second[-1] in '.!?' else '.'}"
+
+
 def _judged(rng: random.Random, clip: str, sp: str, status: str) -> dict[str, Any]:
     low, high = {"approved": (0.6, 1.0), "rejected": (0.0, 0.5), "proposed": (0.3, 0.8)}[status]
     row = {"from": clip, "to": sp, "status": status, "score": round(rng.uniform(low, high), 4), "updated_at": STAMP}
@@ -208,7 +220,7 @@ def eval_rows(
         ideas = rng.sample(spec.ideas, min(selling_points_per_product, len(spec.ideas)))
         sp_ids = [f"sp-{p:03d}-{s}" for s in range(len(ideas))]
         for sp_id, idea in zip(sp_ids, ideas):
-            nodes["SellingPoint"].append({"id": sp_id, "text": cycler.next("sp:" + idea, phrasings[idea]), **audit})
+            nodes["SellingPoint"].append({"id": sp_id, "text": _claim_text(idea, phrasings[idea], cycler, rng), **audit})
             rels["HAS_SELLING_POINT"].append({"from": product_id, "to": sp_id})
             idea_of[sp_id], category_of[sp_id], product_of[sp_id] = idea, spec.key, product_id
 

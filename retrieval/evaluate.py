@@ -1,13 +1,23 @@
-"""Offline evaluation of selling point -> clip retrieval on a held-out split of an ACKB.
+"""Offline evaluation of selling point -> clip retrieval: protocols that cannot be gamed, and the older single split.
 
-The task: for each held-out (TEST) selling point, rank all clips of the graph; its relevant clips
-are those with an approved ILLUSTRATES link to it. Rankers (baselines here; the GAT and GAT+RL
-rankers are passed in by callers) are callables
+Rankers (baselines here; the GAT and GAT+RL rankers are passed in by callers) are callables
 
     ranker(graph, features, split, sp_ids) -> (len(sp_ids), n_clips) scores, clips in graph order
 
-that may learn from `split.train` only. `evaluate` scores every ranker with
-`retrieval.metrics.ranking_metrics`; `evaluate_directory` does it all from an interchange directory.
+that may learn from `split.train` only. `evaluate_protocol` runs a protocol over several seeds; each
+seed builds a `Task`: a VIEW of the graph that hides what is scored, the view's features, the split
+(queries = `split.test`), the relevant clips and the candidate clips:
+
+- cold-start (`cold_start_task`): whole products held out; relevant = approved clips of the selling
+  points related by approved SAME_CLAIM in the full graph;
+- link completion (`link_completion_task`): every link of some clips hidden, so a hidden clip and
+  unlinked B-roll look alike; candidates = the query's product's clips without a visible link.
+
+Every table holds chance, structure-only (a leak shows as one of them beating random), text and
+selling-point kNN baselines; per metric mean, std over seeds and a 95 % percentile-bootstrap
+interval over the pooled (seed, query) values, and paired per-query differences against the best
+baseline. `evaluate` / `evaluate_directory` keep the older protocol (one split by selling point,
+ranking every clip), whose "not linked in training" cue leaks.
 """
 
 from __future__ import annotations
