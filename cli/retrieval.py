@@ -150,7 +150,7 @@ def evaluate(
     test_fraction: Annotated[
         Optional[float], typer.Option(min=0.01, max=0.9, help="Share held out: products (cold-start, 0.2) or linked clips (link-completion, 0.3).")
     ] = None,
-    learned: Annotated[bool, typer.Option(help="Also train and rank with the learned rankers (GAT, GAT+RL).")] = True,
+    learned: Annotated[bool, typer.Option(help="Also train and rank with the learned rankers (GAT, GAT+FB).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """NDCG@10, Recall@10, MRR over several seeds with intervals: baselines (chance, structure, text, kNN) and SAR."""
