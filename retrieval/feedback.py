@@ -33,7 +33,17 @@ from retrieval.hetero import CLIP, SP
 from retrieval.metrics import ranking_metrics
 from retrieval.model import SarGAT
 from retrieval.split import Split
-from retrieval.train import Episode, SarConfig, TrainingGraph, fit, seeded, served_scores, torch_threads, training_graph, validation_selling_points
+from retrieval.train import (
+    Episode,
+    SarConfig,
+    TrainingGraph,
+    fit,
+    seeded,
+    served_scores,
+    torch_threads,
+    training_graph,
+    validation_selling_points,
+)
 
 GATED_METRICS = ("Recall@1", "Recall@5", "Recall@10", "NDCG@10", "MRR")
 

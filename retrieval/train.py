@@ -27,11 +27,20 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from kb.graph import AckbGraph
-from retrieval.hetero import CLIP, FEATURES, ILLUSTRATES, SAME_CLAIM, SP, approved_illustrates, approved_same_claims, edge_types, to_heterodata
+from retrieval.hetero import (
+    CLIP,
+    FEATURES,
+    ILLUSTRATES,
+    SAME_CLAIM,
+    SP,
+    approved_illustrates,
+    approved_same_claims,
+    edge_types,
+    to_heterodata,
+)
 from retrieval.model import SarGAT, clip_prototypes
 from retrieval.pyg import HeteroData
 from retrieval.split import Split
@@ -191,7 +200,7 @@ class Episode:
 def sample_episode(tg: TrainingGraph, cold_fraction: float, message_fraction: float, gen: torch.Generator) -> Episode:
     """Mask a random share of training products as new and split the others' links into messages and targets."""
     train_products = torch.unique(tg.sp_product[tg.train & (tg.sp_product >= 0)])
-    n_cold = int(round(len(train_products) * cold_fraction))
+    n_cold = round(len(train_products) * cold_fraction)
     if cold_fraction > 0 and len(train_products) > 1:
         n_cold = min(max(1, n_cold), len(train_products) - 1)
     cold_products = train_products[torch.randperm(len(train_products), generator=gen)[:n_cold]]

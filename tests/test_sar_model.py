@@ -149,7 +149,7 @@ def test_cold_start_episode_hides_a_new_products_links_and_relations(demo: dict[
     assert not set(episode.illustrates[1].tolist()) & new_sps
     assert not set(episode.data[SAME_CLAIM].edge_index.flatten().tolist()) & new_sps
     assert not set(episode.data[FEATURES].edge_index[0].tolist()) & set(torch.nonzero(torch.isin(tg.clip_product, torch.tensor(sorted(masked)))).flatten().tolist())
-    sp_index, clip_index = graph.index("SellingPoint"), graph.index("CreativeClip")
+    clip_index = graph.index("CreativeClip")
     approved = graph.judgements("approved")
     for row, query in enumerate(episode.queries.tolist()):
         if query not in new_sps:
@@ -182,7 +182,7 @@ def test_training_learns_same_claim_partners(demo: dict[str, Any]) -> None:
 
 def test_fresh_selling_point_ranks_its_product_clips(demo: dict[str, Any], trained: tuple[Any, dict[str, Any]]) -> None:
     graph = demo["graph"]
-    model_only = dict(text_mix=0.0, knn_mix=SarConfig().knn_mix)  # the learned score, no text cosine
+    model_only = {"text_mix": 0.0, "knn_mix": SarConfig().knn_mix}  # the learned score, no text cosine
     retriever = SarRetriever(trained[0], graph, demo["features"], set(demo["split"].train), encoder=demo["encoder"], **model_only)
     product = "prod-airbeat-wireless-earbuds"
     embedding = retriever.embed_text("Crystal clear sound for music on the go", product)
