@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
@@ -68,7 +68,7 @@ def _print_metrics(title: str, metrics: dict[str, float]) -> None:
 
 @retrieval_app.command("train")
 def train(
-    epochs: Annotated[int | None, typer.Option(min=1, help="Training epochs (default: SarConfig's).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs (default: SarConfig's).")] = None,
     test_fraction: Annotated[float, typer.Option(min=0.01, max=0.9, help="Share of selling points held out.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed for the split and the model.")] = 0,
     if_changed: Annotated[bool, typer.Option("--if-changed", help="Skip if the latest checkpoint has this data and config.")] = False,
@@ -101,7 +101,7 @@ def train(
 
 @retrieval_app.command("feedback")
 def feedback(
-    epochs: Annotated[int | None, typer.Option(min=1, help="Learning-to-rank epochs (default: FeedbackConfig's).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Learning-to-rank epochs (default: FeedbackConfig's).")] = None,
 ) -> None:
     """Update the latest checkpoint from annotators' approvals and rejections; keep the update only if it validates better."""
     from retrieval.checkpoint import load_checkpoint
@@ -142,13 +142,13 @@ def feedback(
 
 @retrieval_app.command("eval")
 def evaluate(
-    directory: Annotated[Path | None, typer.Argument(help="An ACKB directory to evaluate (default: the store).")] = None,
-    ackb: Annotated[Path | None, typer.Option(help="Same as DIRECTORY.")] = None,
+    directory: Annotated[Optional[Path], typer.Argument(help="An ACKB directory to evaluate (default: the store).")] = None,
+    ackb: Annotated[Optional[Path], typer.Option(help="Same as DIRECTORY.")] = None,
     protocol: Annotated[str, typer.Option(help="cold-start (hold out whole products) or link-completion (hide links of clips).")] = "cold-start",
     seeds: Annotated[int, typer.Option(min=1, max=100, help="Seeds; each varies the split and the learned models' initialisation.")] = 5,
     seed: Annotated[int, typer.Option(min=0, help="The first seed.")] = 0,
     test_fraction: Annotated[
-        float | None, typer.Option(min=0.01, max=0.9, help="Share held out: products (cold-start, 0.2) or linked clips (link-completion, 0.3).")
+        Optional[float], typer.Option(min=0.01, max=0.9, help="Share held out: products (cold-start, 0.2) or linked clips (link-completion, 0.3).")
     ] = None,
     learned: Annotated[bool, typer.Option(help="Also train and rank with the learned rankers (GAT, GAT+FB).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -190,12 +190,12 @@ def _table(results: list[Any]) -> Table:
 
 
 def retrieve(
-    text: Annotated[str | None, typer.Argument(help="A selling point, e.g. 'leak-proof lid'.")] = None,
-    product: Annotated[str | None, typer.Option(help="Product id the selling point belongs to.")] = None,
-    selling_point: Annotated[str | None, typer.Option("--selling-point", help="A selling point id already in the ACKB (instead of TEXT).")] = None,
+    text: Annotated[Optional[str], typer.Argument(help="A selling point, e.g. 'leak-proof lid'.")] = None,
+    product: Annotated[Optional[str], typer.Option(help="Product id the selling point belongs to.")] = None,
+    selling_point: Annotated[Optional[str], typer.Option("--selling-point", help="A selling point id already in the ACKB (instead of TEXT).")] = None,
     k: Annotated[int, typer.Option("-k", help="How many clips (1-100).")] = 5,
-    category: Annotated[str | None, typer.Option(help="Only clips of products in this category id.")] = None,
-    motion: Annotated[str | None, typer.Option(help="Only clips with this motion id.")] = None,
+    category: Annotated[Optional[str], typer.Option(help="Only clips of products in this category id.")] = None,
+    motion: Annotated[Optional[str], typer.Option(help="Only clips with this motion id.")] = None,
     approved_only: Annotated[bool, typer.Option("--approved-only", help="Only clips annotators approved for some selling point.")] = False,
     only_product: Annotated[bool, typer.Option("--only-product", help="Only clips featuring --product.")] = False,
     propose: Annotated[bool, typer.Option("--propose", help="Write results as proposed ILLUSTRATES links of --selling-point.")] = False,
