@@ -55,7 +55,7 @@ def _save_with_index(model: Any, config: Any, graph: Any, features: dict, metric
     from retrieval.sar import SarRetriever
 
     path = save_checkpoint(_checkpoint_root(), model, config, graph.content_hash, metrics, train_selling_points=train, extra=extra)
-    serving = SarRetriever(model, graph, features, None, text_mix=config.text_mix)  # every approved link passes messages
+    serving = SarRetriever(model, graph, features, None, text_mix=config.text_mix, knn_mix=config.knn_mix)  # every approved link passes messages
     ClipIndex.build(graph.ids("CreativeClip"), serving.index_vectors()).save(path / "index")
     load_sar(settings())
     return path
@@ -89,9 +89,10 @@ def train(
         if not split.test:
             fail("no selling point can be held out: the ACKB needs products with two or more selling points with approved clips", 2)
         model, history = train_sar(graph, features, split, config, progress=sys.stderr.isatty())
-        scores = SarRetriever(model, graph, features, set(split.train), text_mix=config.text_mix).score_matrix(split.test)
+        scores = SarRetriever(model, graph, features, set(split.train), text_mix=config.text_mix, knn_mix=config.knn_mix).score_matrix(split.test)
         metrics = {**held_out_metrics(graph, scores, split.test), "final_loss": history["loss"][-1], "train_seconds": history["seconds"]}
-        path = _save_with_index(model, config, graph, features, metrics, split.train)
+        extra = {"validation_selling_points": history["validation_selling_points"]}
+        path = _save_with_index(model, config, graph, features, metrics, split.train, extra=extra)
     out.print(f"trained {config.epochs} epochs in {history['seconds']:.1f} s, loss {history['loss'][0]:.3f} -> {history['loss'][-1]:.3f}")
     _print_metrics(f"held-out ({len(split.test)} selling points)", metrics)
     out.print(f"checkpoint: {path}")
@@ -100,9 +101,9 @@ def train(
 
 @retrieval_app.command("feedback")
 def feedback(
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="REINFORCE epochs (default: FeedbackConfig's).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Learning-to-rank epochs (default: FeedbackConfig's).")] = None,
 ) -> None:
-    """Refine the latest checkpoint with REINFORCE on alignment, motion and annotators' judgements."""
+    """Update the latest checkpoint from annotators' approvals and rejections; keep the update only if it validates better."""
     from retrieval.checkpoint import load_checkpoint
     from retrieval.feedback import FeedbackConfig, refine_with_feedback
     from retrieval.sar import SarRetriever
@@ -113,18 +114,27 @@ def feedback(
     with handled_errors():
         model, config, meta = load_checkpoint(_checkpoint_root())
         if meta.get("data_hash") != graph.content_hash:
-            out.print("note: the ACKB changed since this checkpoint was trained; new judgements are used as rewards")
+            out.print("note: the ACKB changed since this checkpoint was trained; its new judgements are learned from")
         train_ids = [sp for sp in meta.get("train_selling_points") or graph.ids("SellingPoint") if sp in graph.index("SellingPoint")]
         split = Split(train_ids, [sp for sp in graph.ids("SellingPoint") if sp not in set(train_ids)])
-        feedback_config = FeedbackConfig(text_mix=config.text_mix, seed=config.seed, **({"epochs": epochs} if epochs else {}))
-        refined, history = refine_with_feedback(model, graph, features, split, feedback_config, progress=sys.stderr.isatty())
-        metrics: dict[str, Any] = {"mean_reward": history["mean_reward"], "feedback_seconds": history["seconds"]}
+        feedback_config = FeedbackConfig(seed=config.seed, **({"epochs": epochs} if epochs else {}))
+        validation = meta.get("validation_selling_points")  # never supervised on: the gate compares on them
+        validation = [sp for sp in validation if sp in set(train_ids)] if validation is not None else None
+        kept, history = refine_with_feedback(
+            model, graph, features, split, feedback_config, progress=sys.stderr.isatty(), sar_config=config, validation=validation
+        )
+        stats = {key: history[key] for key in ("kept", "reason", "validation", "validation_queries", "judgements")}
+        metrics: dict[str, Any] = {"feedback_loss": history["loss"], "feedback_seconds": history["seconds"], "feedback": stats}
         if split.test:
-            scores = SarRetriever(refined, graph, features, set(split.train), text_mix=config.text_mix).score_matrix(split.test)
+            scores = SarRetriever(kept, graph, features, set(split.train), text_mix=config.text_mix, knn_mix=config.knn_mix).score_matrix(split.test)
             metrics.update(held_out_metrics(graph, scores, split.test))
-        path = _save_with_index(refined, config, graph, features, metrics, split.train, extra={"stage": "feedback", "parent": meta.get("version")})
-    rewards = history["mean_reward"]
-    out.print(f"REINFORCE {len(rewards)} epochs: mean reward {rewards[0]:.3f} -> {rewards[-1]:.3f}")
+        extra = {"stage": "feedback", "parent": meta.get("version"), "feedback": stats, "feedback_config": feedback_config.to_dict(),
+                 "validation_selling_points": validation}
+        path = _save_with_index(kept, config, graph, features, metrics, split.train, extra=extra)
+    losses = history["loss"]
+    out.print(f"learning to rank, {len(losses)} epochs: loss {losses[0]:.3f} -> {losses[-1]:.3f} "
+              f"({history['judgements']['approved']} approved, {history['judgements']['rejected']} rejected judgements)", highlight=False)
+    out.print(f"kept the {history['kept']} model: {history['reason']} ({history['validation_queries']} validation selling points)", highlight=False)
     if split.test:
         _print_metrics(f"held-out ({len(split.test)} selling points)", metrics)
     out.print(f"checkpoint: {path}")
@@ -140,7 +150,7 @@ def evaluate(
     test_fraction: Annotated[
         Optional[float], typer.Option(min=0.01, max=0.9, help="Share held out: products (cold-start, 0.2) or linked clips (link-completion, 0.3).")
     ] = None,
-    learned: Annotated[bool, typer.Option(help="Also train and rank with the learned rankers (GAT, GAT+RL).")] = True,
+    learned: Annotated[bool, typer.Option(help="Also train and rank with the learned rankers (GAT, GAT+FB).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """NDCG@10, Recall@10, MRR over several seeds with intervals: baselines (chance, structure, text, kNN) and SAR."""

@@ -1,49 +1,65 @@
-"""RL refinement of SAR with annotator feedback: REINFORCE over each selling point's top-K clips.
+"""The feedback stage: annotators' approvals and rejections update SAR, and a validation gate keeps it only when it helps.
 
-Policy: softmax(score / temperature) over the current model's top-K clips of each TRAIN selling
-point (score = GAT cosine + text_mix × text cosine, as served). Reward of choosing clip c:
-w_align·alignment(sp, c) + w_motion·(share of the category's approved clips with c's Motion)
-+ w_judge·(+1 approved / −1 rejected / 0 otherwise, ILLUSTRATES c→sp). alignment is
-cos(text(sp), text(c)); when the features hold CLIP embeddings (`SellingPoint.clip_text` and
-`CreativeClip.clip_image`, see retrieval.features) it is the mean of that text cosine and the CLIP
-image-text cosine cos(clip_text(sp), clip_image(c)) — for clips with a video; a clip without one
-(zero image embedding) keeps the text cosine alone. Baseline: the reward of the
-greedy (top) choice — self-critical. Judgements are read from the graph on every call, so ratings
-recorded since the last run shape the next one.
+Update: pairwise logistic learning-to-rank on the served score (`retrieval.train.served_scores`),
+in the same cold-start / link-completion episodes as training. Each query's approved clips (its
+own and its SAME_CLAIM partners') must outscore its rejected clips (rejected ILLUSTRATES links,
+and the clips of selling points annotators rejected as the same claim), weighted `rejected_weight`,
+and random unlinked clips. It replaces a REINFORCE stage whose reward mixed text alignment and
+motion share with the judgements, which raised its own reward and lowered held-out ranking.
+
+Gate: the validation selling points are those of the training products `train_sar` left out of
+supervision (`validation_fraction` of them; their links still pass messages when served), so
+neither model has learned from them. The candidate is fine-tuned on the other products only.
+Current and candidate model then rank clips for the validation products' selling points as the
+cold-start evaluation does (their links and relations removed from the graph; other products'
+clips ranked, relevant = their SAME_CLAIM partners' approved clips; own approved clips on an
+ACKB without SAME_CLAIM judgements), and the candidate is kept only when its NDCG@10 is higher by
+more than `min_gain` and no other metric drops by more than `tolerance`. The returned history
+says which model was kept and why.
 """
 
 from __future__ import annotations
 
 import copy
-import time
-from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+import torch.nn.functional as F
 
 from kb.graph import AckbGraph
-from retrieval.hetero import CLIP, SP, to_heterodata
+from retrieval.hetero import CLIP, SP
+from retrieval.metrics import ranking_metrics
 from retrieval.model import SarGAT
 from retrieval.split import Split
-from retrieval.train import seeded, torch_threads
+from retrieval.train import (
+    Episode,
+    SarConfig,
+    TrainingGraph,
+    fit,
+    seeded,
+    served_scores,
+    torch_threads,
+    training_graph,
+    validation_selling_points,
+)
+
+GATED_METRICS = ("Recall@1", "Recall@5", "Recall@10", "NDCG@10", "MRR")
 
 
 @dataclass
 class FeedbackConfig:
-    """Hyper-parameters of the REINFORCE stage and its reward weights."""
+    """Hyper-parameters of the feedback update and its validation gate."""
 
-    epochs: int = 5
+    epochs: int = 20
     lr: float = 3e-4
-    top_k: int = 20
-    samples: int = 8  # actions sampled per selling point per epoch
-    temperature: float = 0.1  # policy softmax temperature over scores
-    text_mix: float = 1.0  # as SarConfig.text_mix: the score the policy (and serving) uses
-    w_align: float = 1.0
-    w_motion: float = 0.5
-    w_judge: float = 1.0
+    temperature: float = 0.1  # pairwise logistic: softplus(-(positive - negative) / temperature)
+    pairs: int = 16  # (approved, negative) pairs sampled per query per epoch
+    rejected_weight: float = 2.0  # weight of a pair whose negative an annotator rejected
+    validation_fraction: float = 0.2  # share of training products held out to gate the update when the caller names none
+    min_gain: float = 0.0  # the candidate's validation NDCG@10 must beat the current one's by more than this
+    tolerance: float = 0.01  # ... and no other validation metric may drop by more than this
     seed: int = 0
     threads: int = 1
 
@@ -51,45 +67,81 @@ class FeedbackConfig:
         return asdict(self)
 
 
-def judgement_matrix(graph: AckbGraph) -> np.ndarray:
-    """(selling points, clips): +1 approved, −1 rejected, 0 proposed/none — read from the graph now."""
-    sp_index, clip_index = graph.index(SP), graph.index(CLIP)
-    judge = np.zeros((len(sp_index), len(clip_index)), dtype=np.float32)
-    for row in graph.relationships["ILLUSTRATES"]:
-        value = {"approved": 1.0, "rejected": -1.0}.get(row.get("status"), 0.0)
-        judge[sp_index[row["to"]], clip_index[row["from"]]] = value
-    return judge
+def rejected_pairs(graph: AckbGraph, train: set[str]) -> torch.Tensor:
+    """(2, E) (clip, selling point) an annotator rejected: rejected ILLUSTRATES, and approved clips of rejected SAME_CLAIM partners."""
+    clip_index, sp_index = graph.index(CLIP), graph.index(SP)
+    approved = graph.judgements("approved")
+    pairs = {(clip_index[r["from"]], sp_index[r["to"]]) for r in graph.relationships["ILLUSTRATES"] if r.get("status") == "rejected" and r["to"] in train}
+    for row in graph.relationships["SAME_CLAIM"]:
+        if row.get("status") != "rejected":
+            continue
+        for sp, other in ((row["from"], row["to"]), (row["to"], row["from"])):
+            if sp in train and other in train:
+                pairs.update((clip_index[c], sp_index[sp]) for c in approved.get(other, ()) if c in clip_index)
+    return torch.tensor(sorted(pairs), dtype=torch.long).reshape(-1, 2).T
 
 
-def motion_suitability(graph: AckbGraph) -> np.ndarray:
-    """(clips,): share of approved clips in the clip's category that have the clip's Motion."""
-    approved_clips = {c for clips in graph.judgements("approved").values() for c in clips}
-    category = lambda clip: graph.category_of_product.get(graph.product_of_clip.get(clip, ""), "")
-    per_category: dict[str, Counter] = defaultdict(Counter)
-    for clip in approved_clips:
-        per_category[category(clip)][graph.motion_of_clip.get(clip)] += 1
-    result = np.zeros(len(graph.nodes[CLIP]), dtype=np.float32)
-    for i, clip in enumerate(graph.ids(CLIP)):
-        counts = per_category.get(category(clip))
-        if counts:
-            result[i] = counts[graph.motion_of_clip.get(clip)] / sum(counts.values())
-    return result
+def _sample(mask: torch.Tensor, count: int, gen: torch.Generator) -> torch.Tensor:
+    """(rows, count) column indices drawn with replacement from each row's True entries (rows with none: any column)."""
+    weights = mask.float() + (~mask.any(dim=1, keepdim=True)).float()
+    return torch.multinomial(weights, count, replacement=True, generator=gen)
 
 
-def alignment_matrix(features: dict[str, np.ndarray]) -> np.ndarray:
-    """(selling points, clips): text cosine, averaged with the CLIP image-text cosine when available."""
-    align = features[SP] @ features[CLIP].T
-    clip_text, clip_image = features.get(f"{SP}.clip_text"), features.get(f"{CLIP}.clip_image")
-    if clip_text is None or clip_image is None:
-        return align
-    has_image = np.linalg.norm(clip_image, axis=1) > 0  # clips without a video have a zero row
-    return np.where(has_image[None, :], 0.5 * (align + clip_text @ clip_image.T), align)
+def pairwise_loss(model: SarGAT, episode: Episode, config: SarConfig, rejected: torch.Tensor, feedback: FeedbackConfig, gen: torch.Generator) -> torch.Tensor:
+    """Pairwise logistic loss: approved clips above rejected (weighted) and random unlinked clips."""
+    out = model(episode.data)
+    scores = served_scores(out, episode.queries, episode.illustrates, config.knn_mix)
+    negatives = ~episode.positives & ~episode.hidden
+    judged = rejected[episode.queries] & negatives
+    half = feedback.pairs // 2
+    positive = _sample(episode.positives, feedback.pairs, gen)
+    negative = torch.cat([_sample(judged, half, gen), _sample(negatives, feedback.pairs - half, gen)], dim=1)
+    weight = torch.ones_like(negative, dtype=scores.dtype)
+    weight[:, :half] = torch.where(judged.any(dim=1, keepdim=True), feedback.rejected_weight, 0.0)  # no rejection: no judged pair
+    margin = (scores.gather(1, positive) - scores.gather(1, negative)) / feedback.temperature
+    return (weight * F.softplus(-margin)).sum() / weight.sum().clamp(min=1.0)
 
 
-def reward_matrix(graph: AckbGraph, features: dict[str, np.ndarray], config: FeedbackConfig) -> np.ndarray:
-    """(selling points, clips) reward of retrieving each clip for each selling point."""
-    align = alignment_matrix(features)
-    return (config.w_align * align + config.w_motion * motion_suitability(graph)[None, :] + config.w_judge * judgement_matrix(graph)).astype(np.float32)
+def validation_metrics(model: SarGAT, graph: AckbGraph, features: dict[str, np.ndarray], seen: set[str], queries: list[str], config: SarConfig) -> dict[str, float]:
+    """Metrics of `model` ranking clips for `queries`, selling points of products new to the graph (no links or relations of theirs).
+
+    As the cold-start evaluation: a query with approved SAME_CLAIM partners on other products ranks
+    those products' clips, relevant = the partners' approved clips; a query without any (an ACKB
+    with no SAME_CLAIM judged) ranks all clips, relevant = its own approved clips.
+    """
+    from retrieval.sar import SarRetriever
+
+    tg = training_graph(graph, features, set(queries) | seen)
+    rows = torch.tensor([graph.index(SP)[s] for s in queries], dtype=torch.long)
+    partners = tg.claim_matrix(rows)
+    partners[:, rows] = False  # partners on the other held-out products are new too
+    all_links = tg.link_matrix(torch.arange(tg.n_sps)).float()
+    partner_clips = (partners.float() @ all_links) > 0
+    new_clip = torch.isin(tg.clip_product, torch.unique(tg.sp_product[rows]))
+    own_clips = tg.link_matrix(rows)
+    cold = partner_clips.any(dim=1, keepdim=True)
+    relevant_mask = torch.where(cold, partner_clips & ~new_clip, own_clips)
+    candidates = torch.where(cold, ~new_clip.unsqueeze(0).expand_as(own_clips), torch.ones_like(own_clips))
+    keep = torch.nonzero(relevant_mask.any(dim=1)).flatten().tolist()
+    if not keep:
+        return {}
+    retriever = SarRetriever(model, graph, features, seen, text_mix=config.text_mix, knn_mix=config.knn_mix)
+    scores = retriever.score_matrix([queries[i] for i in keep])
+    scores = np.where(candidates[keep].numpy(), scores, -np.inf)
+    return ranking_metrics(scores, [set(torch.nonzero(relevant_mask[i]).flatten().tolist()) for i in keep])
+
+
+def gate(current: dict[str, float], candidate: dict[str, float], config: FeedbackConfig) -> tuple[bool, str]:
+    """(keep the candidate?, why) from validation metrics of both models."""
+    if not current or not candidate:
+        return False, "no validation selling point with an approved clip: the current model is kept"
+    gain = candidate["NDCG@10"] - current["NDCG@10"]
+    drops = [m for m in GATED_METRICS if m != "NDCG@10" and candidate[m] < current[m] - config.tolerance]
+    if gain <= config.min_gain:
+        return False, f"validation NDCG@10 {candidate['NDCG@10']:.3f} vs {current['NDCG@10']:.3f}: no gain above {config.min_gain}"
+    if drops:
+        return False, f"validation NDCG@10 +{gain:.3f} but {', '.join(drops)} dropped by more than {config.tolerance}"
+    return True, f"validation NDCG@10 {current['NDCG@10']:.3f} -> {candidate['NDCG@10']:.3f}"
 
 
 def refine_with_feedback(
@@ -99,49 +151,49 @@ def refine_with_feedback(
     split: Split,
     config: FeedbackConfig | None = None,
     progress: bool = True,
+    sar_config: SarConfig | None = None,
+    validation: list[str] | None = None,
 ) -> tuple[SarGAT, dict[str, Any]]:
-    """REINFORCE (self-critical) on a copy of the model; returns (refined model, history).
+    """Fine-tune a copy of the model on the judgements of `split.train`, gated on held-out training products.
 
-    history: `mean_reward` (sampled, per epoch), `greedy_reward` (top choice, per epoch), `seconds`.
+    `validation`: the training selling points the model was not supervised on (`train_sar`'s
+    history and the checkpoint meta keep them); None draws `validation_fraction` of the products
+    here, which the model may have learned from, so the gate then favours neither model fairly.
+    Returns (the kept model: the candidate or the input model itself, history). history: `loss` per
+    epoch, `kept` ("candidate" or "current"), `reason`, `validation` {"current", "candidate"}
+    metrics, `validation_queries`, `judgements` {"approved", "rejected"}, `seconds`.
     """
     config = config or FeedbackConfig()
+    sar_config = replace(sar_config or SarConfig(), seed=config.seed)
     base = getattr(retriever_or_model, "model", retriever_or_model)
     if not isinstance(base, SarGAT):
         raise TypeError(f"expected a SarGAT or a SarRetriever, got {type(retriever_or_model).__name__}")
-    model = copy.deepcopy(base)
     with torch_threads(config.threads), seeded(config.seed) as gen:
-        return model, _reinforce(model, graph, features, split, config, progress, gen)
+        queries = list(validation) if validation is not None else validation_selling_points(graph, split.train, config.validation_fraction, gen)
+        fit_ids = set(split.train) - set(queries)
+        tg = training_graph(graph, features, fit_ids)
+        rejected = rejected_pairs(graph, fit_ids)
+        history: dict[str, Any] = {"judgements": {"approved": int(tg.links.shape[1]), "rejected": int(rejected.shape[1])}}
+        if tg.links.shape[1] == 0:
+            raise ValueError("no approved ILLUSTRATES links among the training selling points: no feedback to learn from")
+        candidate = copy.deepcopy(base)
+        history |= _update(candidate, tg, rejected, sar_config, config, gen, progress)
+    current_metrics = validation_metrics(base, graph, features, fit_ids, queries, sar_config)
+    candidate_metrics = validation_metrics(candidate, graph, features, fit_ids, queries, sar_config)
+    keep, reason = gate(current_metrics, candidate_metrics, config)
+    history.update(
+        kept="candidate" if keep else "current",
+        reason=reason,
+        validation={"current": current_metrics, "candidate": candidate_metrics},
+        validation_queries=len(queries),
+    )
+    return (candidate if keep else base), history
 
 
-def _reinforce(
-    model: SarGAT, graph: AckbGraph, features: dict[str, np.ndarray], split: Split, config: FeedbackConfig, progress: bool, gen: torch.Generator
-) -> dict[str, Any]:
-    data = to_heterodata(graph, features, set(split.train))
-    sp_index = graph.index(SP)
-    rows = torch.tensor([sp_index[s] for s in split.train], dtype=torch.long)
-    rewards = torch.from_numpy(reward_matrix(graph, features, config))[rows]  # (S, clips)
-    text = torch.from_numpy(features[SP][rows.numpy()] @ features[CLIP].T) * config.text_mix
-    k = min(config.top_k, data[CLIP].num_nodes)
+def _update(model: SarGAT, tg: TrainingGraph, rejected: torch.Tensor, sar_config: SarConfig, config: FeedbackConfig, gen: torch.Generator, progress: bool) -> dict[str, Any]:
+    """Pairwise learning-to-rank epochs on `model` in place; returns {"loss", "seconds"}."""
+    matrix = torch.zeros(tg.n_sps, tg.n_clips, dtype=torch.bool)
+    matrix[rejected[1], rejected[0]] = True
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-    history: dict[str, Any] = {"mean_reward": [], "greedy_reward": []}
-    started = time.perf_counter()
-    model.eval()  # no dropout: the greedy baseline and the samples see the same policy
-    for _ in tqdm(range(config.epochs), desc="SAR feedback", disable=not progress, unit="epoch"):
-        out = model(data)
-        scores = out[SP][rows] @ out[CLIP].T + text  # (S, clips)
-        top = scores.detach().topk(k, dim=1).indices  # (S, K) candidates, best first
-        logits = scores.gather(1, top) / config.temperature
-        log_probs = torch.log_softmax(logits, dim=1)
-        actions = torch.multinomial(log_probs.detach().exp(), config.samples, replacement=True, generator=gen)  # (S, M)
-        chosen = top.gather(1, actions)
-        reward = rewards.gather(1, chosen)  # (S, M)
-        baseline = rewards.gather(1, top[:, :1])  # greedy choice's reward
-        loss = -((reward - baseline) * log_probs.gather(1, actions)).mean()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        history["mean_reward"].append(reward.mean().item())
-        history["greedy_reward"].append(baseline.mean().item())
-    history["seconds"] = time.perf_counter() - started
-    model.eval()
-    return history
+    loss = lambda m, episode, c: pairwise_loss(m, episode, c, matrix, config, gen)
+    return fit(model, tg, sar_config, optimiser, loss, config.epochs, gen, progress, "SAR feedback")

@@ -19,6 +19,8 @@ CLIP = "CreativeClip"
 SP = "SellingPoint"
 ILLUSTRATES = (CLIP, "ILLUSTRATES", SP)
 REV_ILLUSTRATES = (SP, "rev_ILLUSTRATES", CLIP)
+SAME_CLAIM = (SP, "SAME_CLAIM", SP)
+FEATURES = (CLIP, "FEATURES", "Product")
 
 
 def edge_types() -> list[tuple[str, str, str]]:

@@ -5,12 +5,18 @@ LayerNorm, ReLU, dropout), then SellingPoint/CreativeClip output heads into one 
 d-space. Both heads add a projection of the node's own text embedding (one Linear shared by the
 two types), so a node with few or no neighbours still embeds by its text (inductive), and an
 untrained model already ranks roughly like text cosine.
+
+`clip_prototypes` places each clip in the selling-point space too: the mean embedding of the
+selling points it illustrates (approved, message-passing links). Scoring a query against it is a
+learned nearest-neighbour vote: clips of the labelled selling points nearest the query score high,
+which is how a new product's claims find footage made for the same claim in other words.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -99,3 +105,14 @@ class SarGAT(nn.Module):
     @property
     def _edge_set(self) -> set[tuple[str, str, str]]:
         return {tuple(t) for t in self.spec["edge_types"]}
+
+
+def clip_prototypes(sp_embeddings: Tensor, illustrates: Tensor, n_clips: int) -> Tensor:
+    """(clips, d) mean embedding of the selling points each clip illustrates (zeros for a clip with none).
+
+    `illustrates` is (2, E) (clip index, selling point index): the links the model may see.
+    """
+    total = torch.zeros(n_clips, sp_embeddings.shape[1], dtype=sp_embeddings.dtype)
+    total = total.index_add(0, illustrates[0], sp_embeddings[illustrates[1]])
+    count = torch.zeros(n_clips, dtype=sp_embeddings.dtype).index_add(0, illustrates[0], torch.ones(illustrates.shape[1], dtype=sp_embeddings.dtype))
+    return total / count.clamp(min=1.0).unsqueeze(1)

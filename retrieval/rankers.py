@@ -1,8 +1,10 @@
-"""The learned rankers of the evaluation table: GAT and GAT+RL, each alone and mixed with text cosine.
+"""The learned rankers of the evaluation table: SAR's GAT and GAT after the feedback stage, each alone and mixed with text cosine.
 
 Each is a `retrieval.baselines.Ranker` (graph, features, split, sp_ids) -> scores. They train on the
 split's training selling points inside the call; training is memoised per (graph, split) so the
-four rankers share one GAT and one RL refinement.
+four rankers share one GAT and one feedback update. "GAT" is the served score without text
+(GAT cosine + the learned nearest-neighbour vote); "+text" adds `text_mix` × text cosine;
+"+FB" is the model the feedback stage's validation gate kept (the candidate or the GAT itself).
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ from retrieval.train import SarConfig, train_sar
 def learned_rankers(
     config: SarConfig | None = None, feedback: FeedbackConfig | None = None, *, seed: int | None = None, progress: bool = False
 ) -> dict[str, Ranker]:
-    """{"GAT", "GAT+text", "GAT+RL", "GAT+RL+text"} rankers sharing their training.
+    """{"GAT", "GAT+text", "GAT+FB", "GAT+FB+text"} rankers sharing their training.
 
     `seed` (when given) replaces both configs' seeds, so one evaluation seed varies the split (the
-    caller's), the GAT's initial weights and training order, and the RL stage's samples together.
+    caller's), the GAT's initial weights and training episodes, and the feedback stage's together.
     """
     config = config or SarConfig()
-    feedback = feedback or FeedbackConfig(text_mix=config.text_mix)
+    feedback = feedback or FeedbackConfig()
     if seed is not None:
         config, feedback = replace(config, seed=seed), replace(feedback, seed=seed)
     trained: dict[tuple[str, tuple[str, ...]], dict[str, SarGAT]] = {}
@@ -38,21 +40,23 @@ def learned_rankers(
     def models(graph: AckbGraph, features: dict[str, np.ndarray], split: Split) -> dict[str, SarGAT]:
         key = (graph.content_hash, tuple(split.train))
         if key not in trained:
-            gat, _ = train_sar(graph, features, split, config, progress=progress)
-            refined, _ = refine_with_feedback(gat, graph, features, split, feedback, progress=progress)
-            trained[key] = {"GAT": gat, "GAT+RL": refined}
+            gat, history = train_sar(graph, features, split, config, progress=progress)
+            validation = history["validation_selling_points"]
+            refined, _ = refine_with_feedback(gat, graph, features, split, feedback, progress=progress, sar_config=config, validation=validation)
+            trained[key] = {"GAT": gat, "GAT+FB": refined}
         return trained[key]
 
     def ranker(stage: str, text_mix: float) -> Ranker:
         def scores(graph: AckbGraph, features: dict[str, np.ndarray], split: Split, sp_ids: Sequence[str]) -> np.ndarray:
             model = models(graph, features, split)[stage]
-            return SarRetriever(model, graph, features, set(split.train), text_mix=text_mix).score_matrix(list(sp_ids))
+            retriever = SarRetriever(model, graph, features, set(split.train), text_mix=text_mix, knn_mix=config.knn_mix)
+            return retriever.score_matrix(list(sp_ids))
 
         return scores
 
     return {
         "GAT": ranker("GAT", 0.0),
         "GAT+text": ranker("GAT", config.text_mix),
-        "GAT+RL": ranker("GAT+RL", 0.0),
-        "GAT+RL+text": ranker("GAT+RL", config.text_mix),
+        "GAT+FB": ranker("GAT+FB", 0.0),
+        "GAT+FB+text": ranker("GAT+FB", config.text_mix),
     }

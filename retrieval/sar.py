@@ -1,12 +1,15 @@
 """SarRetriever: a trained SarGAT over one graph, serving clip rankings for selling points.
 
-Scores are GAT cosine + `text_mix` × text cosine (selling-point text vs clip text, the same
-sentence embeddings the model reads); `text_mix=0` gives the pure GAT score. Message passing uses
-the approved ILLUSTRATES links of `message_selling_points` (None: every selling point).
+Scores are GAT cosine + `knn_mix` × cosine to the clip's prototype (the mean embedding of the
+selling points it illustrates: a learned nearest-neighbour vote) + `text_mix` × text cosine
+(selling-point text vs clip text, the same sentence embeddings the model reads); both mixes 0 give
+the pure GAT score. Message passing and prototypes use the approved ILLUSTRATES links of
+`message_selling_points` (None: every selling point).
 """
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +18,8 @@ import torch
 from kb.graph import AckbGraph
 from kdcvg.errors import BadInputError, NotFoundError
 from retrieval.features import TextEncoder
-from retrieval.hetero import CLIP, SP, to_heterodata
-from retrieval.model import SarGAT
+from retrieval.hetero import CLIP, ILLUSTRATES, SP, to_heterodata
+from retrieval.model import SarGAT, clip_prototypes
 from retrieval.pyg import HeteroData
 
 
@@ -31,12 +34,14 @@ class SarRetriever:
         message_selling_points: set[str] | None = None,
         *,
         text_mix: float = 1.0,
+        knn_mix: float = 0.0,
         encoder: TextEncoder | None = None,
     ) -> None:
         self.model = model.eval()
         self.graph = graph
         self.features = features
         self.text_mix = text_mix
+        self.knn_mix = knn_mix
         self._encoder = encoder
         self.data: HeteroData = to_heterodata(graph, features, message_selling_points)
         expected = model.spec["in_dims"]
@@ -58,8 +63,8 @@ class SarRetriever:
     def from_checkpoint(cls, path: Path, graph: AckbGraph, features: dict[str, np.ndarray], **kwargs) -> SarRetriever:
         """Load a checkpoint (a version folder or a root with `latest`) and serve it on `graph`.
 
-        Uses the checkpoint's training selling points for message passing and its `text_mix`
-        unless given; note a graph other than the training one changes the embeddings.
+        Uses the checkpoint's training selling points for message passing and its `text_mix` and
+        `knn_mix` unless given; note a graph other than the training one changes the embeddings.
         """
         from retrieval.checkpoint import load_checkpoint
 
@@ -67,6 +72,7 @@ class SarRetriever:
         train = meta.get("train_selling_points")
         kwargs.setdefault("message_selling_points", set(train) if train is not None else None)
         kwargs.setdefault("text_mix", config.text_mix)
+        kwargs.setdefault("knn_mix", config.knn_mix)
         return cls(model, graph, features, **kwargs)
 
     @property
@@ -79,6 +85,15 @@ class SarRetriever:
     def _forward(self, data: HeteroData) -> dict[str, np.ndarray]:
         with torch.no_grad():
             return {t: v.numpy() for t, v in self.model(data).items()}
+
+    @cached_property
+    def clip_keys(self) -> np.ndarray:
+        """(clips, d) what a query embedding is scored against: clip embedding + knn_mix × clip prototype."""
+        if not self.knn_mix:
+            return self.clip_embeddings()
+        with torch.no_grad():
+            prototypes = clip_prototypes(torch.from_numpy(self.outputs[SP]), self.data[ILLUSTRATES].edge_index, self.outputs[CLIP].shape[0])
+        return self.clip_embeddings() + self.knn_mix * prototypes.numpy()
 
     @property
     def outputs(self) -> dict[str, np.ndarray]:
@@ -102,9 +117,9 @@ class SarRetriever:
         return self.outputs[SP][self._sp_rows(sp_ids)]
 
     def score_matrix(self, sp_ids: list[str]) -> np.ndarray:
-        """(len(sp_ids), clips): GAT cosine + text_mix × text cosine (higher is better)."""
+        """(len(sp_ids), clips): GAT cosine + knn_mix × prototype cosine + text_mix × text cosine (higher is better)."""
         rows = self._sp_rows(sp_ids)
-        scores = self.outputs[SP][rows] @ self.clip_embeddings().T
+        scores = self.outputs[SP][rows] @ self.clip_keys.T
         if self.text_mix:
             scores = scores + self.text_mix * (self.features[SP][rows] @ self.features[CLIP].T)
         return scores
@@ -136,7 +151,7 @@ class SarRetriever:
     def score_text(self, text: str, product_id: str | None = None) -> np.ndarray:
         """(clips,) scores of every clip for a fresh selling-point text (same mix as score_matrix)."""
         embedding, vector = self._fresh(text, product_id)
-        return self.clip_embeddings() @ embedding + self.text_mix * (self.features[CLIP] @ vector)
+        return self.clip_keys @ embedding + self.text_mix * (self.features[CLIP] @ vector)
 
     def top_clips(self, scores: np.ndarray, k: int = 10) -> list[tuple[str, float]]:
         """The k best (clip id, score) of one score row."""
@@ -145,19 +160,27 @@ class SarRetriever:
         return [(ids[i], float(scores[i])) for i in order]
 
     def index_vectors(self) -> np.ndarray:
-        """(clips, 2d) vectors for an ANN index: [GAT embedding, text embedding] per clip.
+        """(clips, 1 + 2d) vectors for an ANN index: [pad, clip key, text embedding] per clip.
 
-        Every row has norm √2, so cosine ranking over them equals ranking by
+        The pad entry gives every row the same norm (a clip key's norm varies with its prototype),
+        and queries have 0 there, so cosine ranking over the rows equals ranking by
         `query_vector(...) · row` = the same score as `score_text` / `score_matrix`.
         """
-        return np.concatenate([self.clip_embeddings(), self.features[CLIP]], axis=1).astype(np.float32)
+        keys = self.clip_keys
+        ceiling = (1.0 + abs(self.knn_mix)) ** 2
+        pad = np.sqrt(np.maximum(ceiling - (keys**2).sum(axis=1), 0.0))[:, None]
+        return np.concatenate([pad, keys, self.features[CLIP]], axis=1).astype(np.float32)
 
     def query_vector(self, text: str, product_id: str | None = None) -> np.ndarray:
-        """(2d,) query for `index_vectors`: [GAT embedding, text_mix × text embedding] of a fresh text."""
+        """(1 + 2d,) query for `index_vectors`: [0, GAT embedding, text_mix × text embedding] of a fresh text."""
         embedding, vector = self._fresh(text, product_id)
-        return np.concatenate([embedding, self.text_mix * vector]).astype(np.float32)
+        return np.concatenate([[0.0], embedding, self.text_mix * vector]).astype(np.float32)
+
+    def selling_point_queries(self) -> np.ndarray:
+        """(selling points, 1 + 2d) queries for `index_vectors` of every selling point in the graph, graph order."""
+        zeros = np.zeros((self.outputs[SP].shape[0], 1), dtype=np.float32)
+        return np.concatenate([zeros, self.outputs[SP], self.text_mix * self.features[SP]], axis=1).astype(np.float32)
 
     def selling_point_query_vector(self, sp_id: str) -> np.ndarray:
-        """(2d,) query for `index_vectors` of a selling point already in the graph."""
-        row = self._sp_rows([sp_id])[0]
-        return np.concatenate([self.outputs[SP][row], self.text_mix * self.features[SP][row]]).astype(np.float32)
+        """(1 + 2d,) query for `index_vectors` of a selling point already in the graph."""
+        return self.selling_point_queries()[self._sp_rows([sp_id])[0]]

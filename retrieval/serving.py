@@ -42,7 +42,7 @@ from retrieval.index import ClipIndex
 if TYPE_CHECKING:
     from kdcvg.config import Settings
 
-FORMAT = 1  # bump when a bundle's content changes meaning
+FORMAT = 2  # bump when a bundle's content changes meaning
 FOLDER = "sar-serving"
 KEEP = 4  # bundles kept per cache (newest first); older ones are removed when a new one is written
 SP, CLIP, PRODUCT = "SellingPoint", "CreativeClip", "Product"
@@ -99,13 +99,13 @@ class ServingSar:
     model: NumpySarGAT
     inputs: dict[str, np.ndarray]
     edges: dict[EdgeType, np.ndarray]
-    selling_point_queries: np.ndarray  # (selling points, 2d), graph order: [GAT embedding, text_mix × text embedding]
+    selling_point_queries: np.ndarray  # (selling points, 1 + 2d), graph order: [0, GAT embedding, text_mix × text embedding]
     text_mix: float
     encoder: TextEncoder
     graph: AckbGraph
 
     def query_vector(self, text: str, product_id: str | None = None) -> np.ndarray:
-        """(2d,) query for the clip index of a selling point typed in fresh, linked to `product_id` if given."""
+        """(1 + 2d,) query for the clip index of a selling point typed in fresh, linked to `product_id` if given."""
         if not text or not text.strip():
             raise BadInputError("selling-point text is empty")
         products = self.graph.index(PRODUCT)
@@ -133,10 +133,10 @@ class ServingSar:
             edges[REV_HAS_SELLING_POINT] = edges[HAS_SELLING_POINT][::-1]
         # a full forward: tens of ms at demo scale; a large graph would take the new node's L-hop neighbourhood
         embedding = self.model.forward(x, edges)[SP][n]
-        return np.concatenate([embedding, self.text_mix * vector]).astype(np.float32)
+        return np.concatenate([[0.0], embedding, self.text_mix * vector]).astype(np.float32)  # as SarRetriever.query_vector
 
     def selling_point_query_vector(self, sp_id: str) -> np.ndarray:
-        """(2d,) query for the clip index of a selling point already in the graph."""
+        """(1 + 2d,) query for the clip index of a selling point already in the graph."""
         row = self.graph.index(SP).get(sp_id)
         if row is None:
             raise NotFoundError(f"unknown SellingPoint id(s): {sp_id!r}")
@@ -164,9 +164,10 @@ def _write(staging: Path, settings: Settings, store: GraphStore, checkpoint: dic
     graph = graph_from_store(store, settings.media_dir)
     features = build_features(graph, encoder, settings.cache_dir, clip_encoder_from_settings(settings))
     model, config, _ = load_checkpoint(Path(checkpoint["path"]))
-    retriever = SarRetriever(model, graph, features, None, text_mix=config.text_mix)  # every approved link passes messages
+    retriever = SarRetriever(model, graph, features, None, text_mix=config.text_mix, knn_mix=config.knn_mix)  # every approved link passes messages
     trained_index = Path(checkpoint["path"]) / "index"
-    if checkpoint.get("data_hash") == graph.content_hash and trained_index.is_dir():
+    queries = retriever.selling_point_queries()
+    if checkpoint.get("data_hash") == graph.content_hash and trained_index.is_dir() and ClipIndex.load(trained_index).dim == queries.shape[1]:
         index_dir = str(trained_index)
     else:  # the knowledge changed since training: index the clips as they are now
         ClipIndex.build(graph.ids(CLIP), retriever.index_vectors()).save(staging / "index")
@@ -174,7 +175,7 @@ def _write(staging: Path, settings: Settings, store: GraphStore, checkpoint: dic
     arrays = {f"x/{t}": retriever.data[t].x.numpy() for t in retriever.data.node_types}
     arrays |= {f"edges/{edge_key(t)}": retriever.data[t].edge_index.numpy() for t in retriever.data.edge_types}
     arrays |= {f"w/{name}": value for name, value in export_weights(model).items()}
-    arrays["selling_point_queries"] = np.concatenate([retriever.outputs[SP], config.text_mix * features[SP]], axis=1).astype(np.float32)
+    arrays["selling_point_queries"] = queries
     np.savez(staging / "arrays.npz", **arrays)
     rows = {"nodes": graph.nodes, "relationships": graph.relationships, "content_hash": graph.content_hash}
     (staging / "graph.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")

@@ -96,11 +96,13 @@ def test_known_selling_point_and_proposals(trained: dict[str, str]) -> None:
 
 def test_feedback_makes_a_new_version_and_eval_prints_all_methods(trained: dict[str, str]) -> None:
     result = kdcvg(trained, "retrieval", "feedback", "--epochs", "2")
-    assert "mean reward" in result.stdout and "v0002" in result.stdout
+    assert "kept the" in result.stdout and "v0002" in result.stdout
+    meta = json.loads((Path(trained["KDCVG_DATA"]) / "models" / "sar" / "v0002" / "meta.json").read_text())
+    assert meta["stage"] == "feedback" and meta["feedback"]["kept"] in ("candidate", "current") and meta["feedback"]["reason"]
     result = json.loads(kdcvg(trained, "retrieval", "eval", "--protocol", "link-completion", "--seeds", "2", "--json").stdout)
     assert [r["method"] for r in result["rows"]] == [
         "random", "popularity", "same-product", "same-product-unlinked", "same-category", "bm25", "sentence-cosine", "sp-knn",
-        "GAT", "GAT+text", "GAT+RL", "GAT+RL+text",
+        "GAT", "GAT+text", "GAT+FB", "GAT+FB+text",
     ]  # fmt: skip
     assert result["seeds"] == [0, 1]
     assert all(0 <= r["Recall@10"]["low"] <= r["Recall@10"]["mean"] <= r["Recall@10"]["high"] <= 1 for r in result["rows"])

@@ -195,7 +195,7 @@ def test_learned_rankers_run_under_both_protocols(graph: AckbGraph, features: di
             graph, features, protocol, seeds=1, extra_rankers=lambda s: learned_rankers(config, FeedbackConfig(epochs=1), seed=s)
         )
         rows = {row["method"]: row for row in result["rows"]}
-        assert {"GAT", "GAT+text", "GAT+RL", "GAT+RL+text"} <= set(rows)
+        assert {"GAT", "GAT+text", "GAT+FB", "GAT+FB+text"} <= set(rows)
         assert all(0 <= rows[m]["MRR"]["mean"] <= 1 for m in rows)
         assert "GAT *" in format_protocol_table(result)
 

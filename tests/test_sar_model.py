@@ -83,25 +83,113 @@ def test_held_out_recall_beats_random(demo: dict[str, Any], trained: tuple[Any, 
     assert recall > random_recall(graph, split.test, 10) + 0.2, recall
 
 
-def test_feedback_stage_reports_reward(demo: dict[str, Any], trained: tuple[Any, dict[str, Any]]) -> None:
+def test_feedback_update_changes_the_model_when_judgements_exist(demo: dict[str, Any], trained: tuple[Any, dict[str, Any]]) -> None:
     model, _ = trained
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    refined, history = refine_with_feedback(model, demo["graph"], demo["features"], demo["split"], FeedbackConfig(epochs=3), progress=False)
-    assert len(history["mean_reward"]) == 3 and all(np.isfinite(history["mean_reward"]))
-    assert refined is not model
-    assert all((before[k] == v).all() for k, v in model.state_dict().items()), "the input model must be left as it was"
+    always = FeedbackConfig(epochs=3, min_gain=-1.0, tolerance=1.0)  # a gate that accepts any candidate
+    refined, history = refine_with_feedback(model, demo["graph"], demo["features"], demo["split"], always, progress=False)
+    assert history["judgements"]["approved"] > 0 and history["judgements"]["rejected"] > 0
+    assert len(history["loss"]) == 3 and all(np.isfinite(history["loss"]))
+    assert history["kept"] == "candidate" and refined is not model
+    assert any(not torch.equal(before[k], v) for k, v in refined.state_dict().items()), "the update must change the model"
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "the input model must be left as it was"
+    assert history["validation_queries"] > 0 and set(history["validation"]) == {"current", "candidate"}
     retriever = SarRetriever(refined, demo["graph"], demo["features"], set(demo["split"].train))
     assert np.isfinite(retriever.score_matrix(demo["split"].test)).all()
 
 
+def test_feedback_gate_keeps_the_current_model_when_the_candidate_is_not_better(demo: dict[str, Any], trained: tuple[Any, dict[str, Any]]) -> None:
+    model, _ = trained
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    unreachable = FeedbackConfig(epochs=3, min_gain=1.0)  # no candidate can gain a whole NDCG@10 point
+    unseen = demo["split"].test  # the model never learned from these: a fair validation
+    kept, history = refine_with_feedback(model, demo["graph"], demo["features"], demo["split"], unreachable, progress=False, validation=unseen)
+    assert history["validation"]["current"] and history["validation"]["candidate"]
+    assert history["kept"] == "current" and "no gain" in history["reason"]
+    assert kept is model and all(torch.equal(before[k], v) for k, v in kept.state_dict().items())
+
+
+def test_feedback_gate_rule() -> None:
+    from retrieval.feedback import gate
+
+    base = {"Recall@1": 0.2, "Recall@5": 0.5, "Recall@10": 0.7, "NDCG@10": 0.6, "MRR": 0.5}
+    config = FeedbackConfig(min_gain=0.0, tolerance=0.01)
+    assert gate(base, {**base, "NDCG@10": 0.65}, config)[0]
+    assert not gate(base, dict(base), config)[0], "an equal candidate is not an improvement"
+    assert not gate(base, {**base, "NDCG@10": 0.55}, config)[0]
+    keep, reason = gate(base, {**base, "NDCG@10": 0.65, "MRR": 0.45}, config)
+    assert not keep and "MRR" in reason
+    assert not gate({}, base, config)[0], "no validation queries: keep the current model"
+
+
+def _with_same_claims(graph: Any, pairs: list[tuple[str, str]]) -> Any:
+    """The graph plus approved SAME_CLAIM rows for `pairs` (stored from < to)."""
+    from kb.graph import AckbGraph
+
+    rows = [{"from": min(a, b), "to": max(a, b), "status": "approved"} for a, b in pairs]
+    return AckbGraph(graph.nodes, {**graph.relationships, "SAME_CLAIM": rows})
+
+
+def test_cold_start_episode_hides_a_new_products_links_and_relations(demo: dict[str, Any]) -> None:
+    from retrieval.hetero import FEATURES, SAME_CLAIM
+    from retrieval.train import sample_episode, training_graph
+
+    base = demo["graph"]
+    by_product = {p: [s for s in base.ids("SellingPoint") if base.product_of_selling_point[s] == f"prod-{p}"] for p in PRODUCTS}
+    pairs = [(by_product[PRODUCTS[0]][0], by_product[PRODUCTS[1]][0]), (by_product[PRODUCTS[2]][0], by_product[PRODUCTS[3]][0])]
+    graph = _with_same_claims(base, pairs)
+    tg = training_graph(graph, demo["features"], set(graph.ids("SellingPoint")))
+    assert tg.claims.shape[1] == 4  # both directions
+    episode = sample_episode(tg, cold_fraction=0.25, message_fraction=0.5, gen=torch.Generator().manual_seed(0))
+    cold_sps = set(torch.nonzero(tg.sp_product[episode.queries] >= 0).flatten().tolist())
+    cold = {int(tg.sp_product[q]) for q in episode.queries[: len(episode.claim_queries) or 1].tolist()}
+    products = torch.unique(tg.sp_product)
+    masked = {int(p) for p in products if not (episode.data[FEATURES].edge_index[1] == p).any()}
+    assert len(masked) == 1, masked  # one of four products is new this epoch
+    new_sps = set(torch.nonzero(torch.isin(tg.sp_product, torch.tensor(sorted(masked)))).flatten().tolist())
+    assert not set(episode.illustrates[1].tolist()) & new_sps
+    assert not set(episode.data[SAME_CLAIM].edge_index.flatten().tolist()) & new_sps
+    assert not set(episode.data[FEATURES].edge_index[0].tolist()) & set(torch.nonzero(torch.isin(tg.clip_product, torch.tensor(sorted(masked)))).flatten().tolist())
+    clip_index = graph.index("CreativeClip")
+    approved = graph.judgements("approved")
+    for row, query in enumerate(episode.queries.tolist()):
+        if query not in new_sps:
+            continue
+        sp = graph.ids("SellingPoint")[query]
+        partners = [b for a, b in pairs if a == sp] + [a for a, b in pairs if b == sp]
+        expected = {clip_index[c] for s in [sp, *partners] for c in approved.get(s, ())}
+        assert set(torch.nonzero(episode.positives[row]).flatten().tolist()) == expected
+    assert cold_sps and cold
+
+
+def test_training_learns_same_claim_partners(demo: dict[str, Any]) -> None:
+    base = demo["graph"]
+    sps = base.ids("SellingPoint")
+    pairs = [(sps[i], sps[j]) for i in range(len(sps)) for j in range(i + 1, len(sps))
+             if base.product_of_selling_point[sps[i]] != base.product_of_selling_point[sps[j]] and (i + j) % 7 == 0]
+    graph = _with_same_claims(base, pairs)
+    index = graph.index("SellingPoint")
+
+    def partner_similarity(claim_weight: float) -> float:
+        config = SarConfig(epochs=40, seed=0, claim_weight=claim_weight, validation_fraction=0.0)
+        model, history = train_sar(graph, demo["features"], demo["split"], config, progress=False)
+        assert history["claim_pairs"] > 0
+        z = SarRetriever(model, graph, demo["features"], set(demo["split"].train)).outputs["SellingPoint"]
+        return float(np.mean([z[index[a]] @ z[index[b]] for a, b in pairs]))
+
+    with_loss, without = partner_similarity(1.0), partner_similarity(0.0)
+    assert with_loss > without + 0.05, (with_loss, without)
+
+
 def test_fresh_selling_point_ranks_its_product_clips(demo: dict[str, Any], trained: tuple[Any, dict[str, Any]]) -> None:
     graph = demo["graph"]
-    retriever = SarRetriever(trained[0], graph, demo["features"], set(demo["split"].train), encoder=demo["encoder"])
+    model_only = {"text_mix": 0.0, "knn_mix": SarConfig().knn_mix}  # the learned score, no text cosine
+    retriever = SarRetriever(trained[0], graph, demo["features"], set(demo["split"].train), encoder=demo["encoder"], **model_only)
     product = "prod-airbeat-wireless-earbuds"
     embedding = retriever.embed_text("Crystal clear sound for music on the go", product)
     assert embedding.shape == (retriever.clip_embeddings().shape[1],)
     assert np.linalg.norm(embedding) == pytest.approx(1.0, abs=1e-4)
-    top5 = retriever.top_clips(retriever.clip_embeddings() @ embedding, k=5)
+    top5 = retriever.top_clips(retriever.score_text("Crystal clear sound for music on the go", product), k=5)
     assert sum(graph.product_of_clip[clip] == product for clip, _ in top5) >= 3, top5
     assert retriever.score_text("Crystal clear sound", None).shape == (len(graph.nodes["CreativeClip"]),)
 
@@ -179,8 +267,7 @@ def test_numpy_serving_matches_the_torch_model(demo: dict[str, Any], trained: tu
     out = numpy_model.forward(inputs, edges)
     for label in ("SellingPoint", "CreativeClip"):
         np.testing.assert_allclose(out[label], retriever.outputs[label], atol=2e-5)
-    queries = np.concatenate([retriever.outputs["SellingPoint"], features["SellingPoint"]], axis=1)
-    serving = ServingSar(numpy_model, inputs, edges, queries, retriever.text_mix, demo["encoder"], graph)
+    serving = ServingSar(numpy_model, inputs, edges, retriever.selling_point_queries(), retriever.text_mix, demo["encoder"], graph)
     for text, product in (("Crystal clear sound for music on the go", "prod-airbeat-wireless-earbuds"), ("Whiter teeth in a week", None)):
         np.testing.assert_allclose(serving.query_vector(text, product), retriever.query_vector(text, product), atol=2e-5)
     sp = graph.ids("SellingPoint")[3]
@@ -212,12 +299,13 @@ def _with_rejections(graph: AckbGraph, pairs: list[tuple[str, str]]) -> AckbGrap
 
 
 def test_annotators_rejections_change_what_feedback_learns(demo: dict[str, Any], trained: tuple[Any, dict[str, Any]]) -> None:
-    """The RL stage with rejections of the model's best unapproved picks learns otherwise than without them,
+    """The feedback update with rejections of the model's best unapproved picks learns otherwise than without them,
     and in the direction asked: the rejected clips score lower. Rejected links pass no messages, so
-    the judgements reach the model through the reward alone."""
+    the judgements reach the model through the ranking loss alone. The gate accepts any candidate here:
+    what is tested is the update, not the gate."""
     graph, features, split, model = demo["graph"], demo["features"], demo["split"], trained[0]
-    config = FeedbackConfig(epochs=5, seed=0)
-    policy = SarRetriever(model, graph, features, set(split.train), text_mix=config.text_mix).score_matrix(split.train)
+    config = FeedbackConfig(epochs=5, seed=0, min_gain=-1.0, tolerance=1.0)
+    policy = SarRetriever(model, graph, features, set(split.train)).score_matrix(split.train)
     approved, clip_ids = graph.judgements("approved"), graph.ids("CreativeClip")
     rejected = []  # each training selling point's two best-scored clips that are not approved for it
     for row, sp in zip(policy, split.train):
@@ -238,3 +326,17 @@ def test_annotators_rejections_change_what_feedback_learns(demo: dict[str, Any],
     }
     change = [scored["informed"][rows[sp], columns[clip]] - scored["without"][rows[sp], columns[clip]] for clip, sp in rejected]
     assert float(np.mean(change)) < 0, change
+
+
+def test_index_vectors_rank_like_the_served_score(demo: dict[str, Any], trained: tuple[Any, dict[str, Any]]) -> None:
+    graph, features = demo["graph"], demo["features"]
+    retriever = SarRetriever(trained[0], graph, features, None, text_mix=0.5, knn_mix=1.0, encoder=demo["encoder"])
+    rows = retriever.index_vectors()
+    norms = np.linalg.norm(rows, axis=1)
+    np.testing.assert_allclose(norms, norms[0], atol=1e-4)  # one norm: cosine search ranks as the dot product does
+    query = retriever.query_vector("Crystal clear sound for music on the go", "prod-airbeat-wireless-earbuds")
+    np.testing.assert_allclose(rows @ query, retriever.score_text("Crystal clear sound for music on the go", "prod-airbeat-wireless-earbuds"), atol=1e-4)
+    sp = graph.ids("SellingPoint")[0]
+    np.testing.assert_allclose(rows @ retriever.selling_point_query_vector(sp), retriever.score_matrix([sp])[0], atol=1e-4)
+    plain = SarRetriever(trained[0], graph, features, None, text_mix=0.5, knn_mix=0.0)
+    assert not np.allclose(plain.score_matrix([sp]), retriever.score_matrix([sp])), "knn_mix must reach the score"
