@@ -240,16 +240,18 @@ class Curator:
 
     def link_clip(self, clip_id: str, selling_point_id: str, *, status: str = "proposed", score: float | None = None) -> Row:
         """Link a clip to a selling point it illustrates (ConflictError if already linked: use set_link_status)."""
-        row = repo.illustrates.prepare(clip_id, selling_point_id, {"status": status, "score": score, "annotator": self.actor})
+        return self._add_judged(repo.illustrates, clip_id, selling_point_id, status, score, f"clip {clip_id!r} already illustrates {selling_point_id!r}")
+
+    def _add_judged(self, rel: repo.RelationshipRepository, source: str, target: str, status: str, score: float | None, exists: str) -> Row:
+        """Write a new judged relationship (ILLUSTRATES, SAME_CLAIM) with the actor as annotator, audited; ConflictError if present."""
+        row = rel.prepare(source, target, {"status": status, "score": score, "annotator": self.actor})
 
         def work(tx: Transaction) -> Row:
-            existing = repo.illustrates.lock_in(tx, clip_id, selling_point_id)
+            existing = rel.lock_in(tx, source, target)
             if existing is not None:
-                raise ConflictError(
-                    f"clip {clip_id!r} already illustrates {selling_point_id!r} (status {existing['status']}); change its status instead"
-                )
-            repo.illustrates.link_in(tx, row)
-            self._audit(tx, "link", "ILLUSTRATES", link_key(clip_id, selling_point_id), None, row)
+                raise ConflictError(f"{exists} (status {existing['status']}); change its status instead")
+            rel.link_in(tx, row)
+            self._audit(tx, "link", rel.spec.type, link_key(source, target), None, row)
             return row
 
         return self.store.write(work)
@@ -324,19 +326,7 @@ class Curator:
     def relate_claims(self, selling_point_a: str, selling_point_b: str, *, status: str = "proposed", score: float | None = None) -> Row:
         """Record that two selling points make the same claim, in either order (ConflictError if already related)."""
         source, target = claim_pair(selling_point_a, selling_point_b)
-        row = repo.same_claim.prepare(source, target, {"status": status, "score": score, "annotator": self.actor})
-
-        def work(tx: Transaction) -> Row:
-            existing = repo.same_claim.lock_in(tx, source, target)
-            if existing is not None:
-                raise ConflictError(
-                    f"selling points {source!r} and {target!r} are already related (status {existing['status']}); change its status instead"
-                )
-            repo.same_claim.link_in(tx, row)
-            self._audit(tx, "link", "SAME_CLAIM", link_key(source, target), None, row)
-            return row
-
-        return self.store.write(work)
+        return self._add_judged(repo.same_claim, source, target, status, score, f"selling points {source!r} and {target!r} are already related")
 
     def propose_claims(self, scored_pairs: Sequence[tuple[str, str, float]]) -> int:
         """Write (selling point, selling point, score) as `proposed` SAME_CLAIM relations, in one transaction; returns how many.

@@ -20,7 +20,6 @@ from kb.graph import graph_from_directory
 from kdcvg.config import ConfigError, load_settings
 from retrieval.clip_image import OpenClipEncoder, clip_encoder_from_settings
 from retrieval.features import VISUAL_DIM, TextEncoder, build_features
-from retrieval.feedback import FeedbackConfig, alignment_matrix, reward_matrix
 from retrieval.hetero import to_heterodata
 
 TINY = "KdcvgTinyClip"
@@ -107,22 +106,6 @@ def test_build_features_appends_clip_columns_and_keys_the_cache(clip_encoder: Op
     assert cached.keys() == with_clip.keys() and all(np.array_equal(cached[k], with_clip[k]) for k in cached)
     data = to_heterodata(graph, with_clip, set(graph.ids("SellingPoint")))  # the model's clip input grows
     assert data["CreativeClip"].x.shape[1] == 384 + VISUAL_DIM + 32
-
-
-def test_reward_alignment_uses_clip_term_when_present(clip_encoder: OpenClipEncoder, demo: dict[str, Any]) -> None:
-    graph = demo["graph"]
-    features = build_features(graph, demo["encoder"], clip_encoder=clip_encoder)
-    text_only = {k: v for k, v in features.items() if k not in ("CreativeClip.clip_image", "SellingPoint.clip_text")}
-    text_cos = features["SellingPoint"] @ features["CreativeClip"].T
-    clip_cos = features["SellingPoint.clip_text"] @ features["CreativeClip.clip_image"].T
-    assert np.allclose(alignment_matrix(text_only), text_cos)
-    assert np.allclose(alignment_matrix(features), 0.5 * (text_cos + clip_cos), atol=1e-6)
-    config = FeedbackConfig()
-    with_clip, without = reward_matrix(graph, features, config), reward_matrix(graph, text_only, config)
-    assert with_clip.shape == without.shape
-    assert np.allclose(with_clip - without, config.w_align * 0.5 * (clip_cos - text_cos), atol=1e-5)
-    no_video = dict(features, **{"CreativeClip.clip_image": np.zeros_like(features["CreativeClip.clip_image"])})
-    assert np.allclose(alignment_matrix(no_video), text_cos)  # clips without a video keep the text cosine alone
 
 
 def test_settings_need_model_and_checkpoint_together(checkpoint: Path, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from kb.records import MAX_TEXT
 from kb.repository import RecordValidationError, StaleWriteError
 from kb.schema import MOTION_DESCRIPTORS
 from kb.store import ConflictError, GraphStore, NotFoundError
-from retrieval.feedback import judgement_matrix
+from retrieval.feedback import rejected_pairs
 from retrieval.hetero import CLIP, SP
 from tests.conftest import snapshot
 
@@ -163,11 +163,13 @@ def test_link_status_change_is_attributed_audited_and_read_by_retrieval_feedback
     graph = graph_from_store(loaded)
     sp, clip = graph.index(SP)[SP_ID], graph.index(CLIP)[CLIP_ID]
     link = next(r for r in graph.relationships["ILLUSTRATES"] if (r["from"], r["to"]) == (CLIP_ID, SP_ID))
-    for status, judgement in (("rejected", -1.0), ("approved", 1.0)):
+    for status in ("rejected", "approved"):
         row = alice.set_link_status(CLIP_ID, SP_ID, status)
         assert (row["status"], row["annotator"], row["score"]) == (status, "alice", link.get("score"))
         assert row["updated_at"] > link["updated_at"]
-        assert judgement_matrix(graph_from_store(loaded))[sp, clip] == judgement
+        judged = graph_from_store(loaded)
+        assert CLIP_ID in judged.judgements(status)[SP_ID]
+        assert ([clip, sp] in rejected_pairs(judged, {SP_ID}).T.tolist()) == (status == "rejected")  # what feedback learns from
     set_events = events(loaded, action="set_status")
     assert [(e.before["status"], e.after["status"]) for e in reversed(set_events)] == [(link["status"], "rejected"), ("rejected", "approved")]
     assert set_events[0].entity_id == f"{CLIP_ID}->{SP_ID}" and set_events[0].entity_label == "ILLUSTRATES"
