@@ -7,7 +7,8 @@ one failing request must not lose the others' results. A request file has one JS
     {"product": "prod-thermopeak-insulated-bottle", "selling_point": "Leak-proof lid", "seed": 3}
 
 Fields: `product` and `selling_point` (id or exact text) are required; `k`, `seed`,
-`motion_strength`, `motion_prior` ("spectral", "inversion" or "noise_prior"), `frames`, `size` (width = height) and `steps` are optional and default to
+`motion_strength`, `motion_prior` ("spectral", "inversion" or "noise_prior"), `frames`, `size` (width = height), `steps`,
+`motion_lora` (a MotionLora id, or "auto") and `motion_lora_scale` are optional and default to
 `defaults` (the command line's options) or to `BatchRequest`'s own defaults. Every problem in the
 file is reported at once as `FILE:LINE:FIELD: reason`, and the products and selling points are
 checked against the graph and frames and size against the backbone family, all before the first
@@ -57,11 +58,14 @@ class BatchRequest(BaseModel):
     frames: int = Field(8, ge=1, le=MAX_FRAMES)
     size: int = Field(64, ge=MIN_SIZE, le=MAX_SIZE, multiple_of=SIZE_MULTIPLE)
     steps: int = Field(4, ge=1)
+    motion_lora: str | None = Field(None, min_length=1, max_length=200)  # a MotionLora id, or "auto"; None: no LoRA
+    motion_lora_scale: float = Field(1.0, ge=0.0, le=2.0)
 
     def options(self) -> dict[str, Any]:
         """The keyword arguments of `generation.api.generate` for this request."""
         return {"k": self.k, "seed": self.seed, "motion_strength": self.motion_strength, "motion_prior": self.motion_prior, "num_frames": self.frames,
-                "height": self.size, "width": self.size, "steps": self.steps}  # fmt: skip
+                "height": self.size, "width": self.size, "steps": self.steps, "motion_lora": self.motion_lora,
+                "motion_lora_scale": self.motion_lora_scale}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -116,11 +120,16 @@ def read_requests(path: Path, defaults: dict[str, Any] | None = None) -> list[Nu
     return requests
 
 
-def check_requests(path: Path, requests: list[NumberedRequest], graph: AckbGraph, family: BackboneFamily) -> None:
-    """Raise BatchError naming every request the graph (product, selling point) or the backbone (frames, size) rejects."""
+def check_requests(
+    path: Path, requests: list[NumberedRequest], graph: AckbGraph, family: BackboneFamily, lora_ids: set[str] | None = None
+) -> None:
+    """Raise BatchError naming every request the graph (product, selling point, MotionLora ids when `lora_ids` is
+    given) or the backbone (frames, size) rejects."""
     problems: list[str] = []
     for item in requests:
         where, request = f"{path}:{item.line}", item.request
+        if lora_ids is not None and request.motion_lora not in (None, "auto") and request.motion_lora not in lora_ids:
+            problems.append(f"{where}:motion_lora: no MotionLora with id {request.motion_lora!r}")
         try:
             validate_request(request.frames, request.size, request.size, request.steps, family)
         except GenerationError as error:

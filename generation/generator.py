@@ -50,8 +50,10 @@ class Generator:
     def generate(
         self, product_id: str, selling_point: str, *, scratch_dir: Path | None = None, **options: Any
     ) -> GenerationResult:
-        """`generation.api.generate` with the loaded backbone and SAR (options: k, seed, motion_strength, ...)."""
+        """`generation.api.generate` with the loaded backbone and SAR (options: k, seed, motion_strength, ...; a
+        `rewriter` replaces the configured one for this request)."""
+        rewriter = options.pop("rewriter", self.rewriter)
         return generate(
             product_id, selling_point, model_dir=self.model_dir, settings=self.settings,
-            pipe=self.pipe, sar=self.sar, scratch_dir=scratch_dir, rewriter=self.rewriter, store=self.store, **options,
+            pipe=self.pipe, sar=self.sar, scratch_dir=scratch_dir, rewriter=rewriter, store=self.store, **options,
         )  # fmt: skip
