@@ -54,9 +54,10 @@ def test_summary(builds: tuple[Path, Path, dict[str, Any]]) -> None:
     assert summary["reused"] is False
     assert summary["clips"] == 6
     assert summary["nodes"] == {"Category": 2, "Product": 2, "SellingPoint": 10, "CreativeClip": 6, "Motion": 10,
-                                "GeneratedVideo": 0}
+                                "GeneratedVideo": 0, "MotionLora": 0}
     assert summary["relationships"] == {"IN_CATEGORY": 2, "HAS_SELLING_POINT": 10, "ILLUSTRATES": 6,
-                                        "SAME_CLAIM": 0, "FEATURES": 6, "HAS_MOTION": 6, "REFERENCED": 0, "GENERATED_FOR": 0}
+                                        "SAME_CLAIM": 0, "FEATURES": 6, "HAS_MOTION": 6, "REFERENCED": 0, "GENERATED_FOR": 0,
+                                        "TRAINED_ON": 0, "USED_LORA": 0}
     assert summary["bytes"] > 0
 
 
@@ -80,7 +81,7 @@ def test_manifest_counts_and_checksums_match_files(built: Path, manifest: dict[s
 def test_jsonl_is_canonical_and_sorted(built: Path) -> None:
     for path in sorted(built.glob("*/*.jsonl")):
         text = path.read_text(encoding="utf-8")
-        if path.stem in ("GeneratedVideo", "REFERENCED", "GENERATED_FOR", "SAME_CLAIM"):  # no videos, no relations yet
+        if path.stem in ("GeneratedVideo", "REFERENCED", "GENERATED_FOR", "SAME_CLAIM", "MotionLora", "TRAINED_ON", "USED_LORA"):  # none yet
             assert text == "", path
             continue
         assert text.endswith("\n") and "\n\n" not in text, path

@@ -44,7 +44,8 @@ def test_batch_generates_every_request_with_its_options(mkr_world: tuple[Setting
     shapes = [iio.imread(r["video_path"], index=None).shape for r in records]
     assert shapes == [(8, 32, 32, 3), (4, 48, 48, 3)]  # command-line defaults, overridden per line
     assert records[0]["request"] == {"product": BOTTLE, "selling_point": "Leak-proof lid", "k": 3, "seed": 5, "motion_strength": None,
-                                     "motion_prior": "spectral", "frames": 8, "size": 32, "steps": 2}  # fmt: skip
+                                     "motion_prior": "spectral", "frames": 8, "size": 32, "steps": 2, "motion_lora": None,
+                                     "motion_lora_scale": 1.0}  # fmt: skip
     assert all(r["timings"]["total_s"] > 0 and len(r["reference_clips"]) == 3 for r in records)
     files_after, nodes_after = generated_state(settings)
     assert set(nodes_after) - set(nodes_before) == {r["video_id"] for r in records}
