@@ -69,8 +69,8 @@ from generation.metrics import (
 )
 from generation.pipeline import generate_frames, validate_request, write_mp4
 from generation.prompt import ARTEFACT_TERMS, PromptPlan
-from generation.rewrite import RewriteRequest
 from generation.reference_video import read_reference
+from generation.rewrite import RewriteRequest
 from kb.graph import AckbGraph
 from kdcvg.errors import BadInputError
 from retrieval.clip_image import OpenClipEncoder

@@ -22,6 +22,7 @@ from kb.safefs import is_regular_inside
 from kb.store import ConflictError, GraphStore, NotFoundError, Row, Transaction
 from kb.timestamps import utc_now
 from kb.values import stored_properties
+from kdcvg.errors import BadInputError
 
 LABEL = "GeneratedVideo"
 REFERENCED = "REFERENCED"
@@ -139,8 +140,6 @@ def record_generation(
 
 def clip_video(store: GraphStore, clip_id: str, media_dir: Path) -> Path:
     """The video file of a stored clip; NotFoundError for an unknown clip, BadInputError when it has no file here."""
-    from kdcvg.errors import BadInputError
-
     rows = store.read(lambda tx: tx.run("MATCH (c:CreativeClip {id: $id}) RETURN c.video_path AS path", id=clip_id))
     if not rows:
         raise NotFoundError(f"no CreativeClip with id {clip_id!r}")

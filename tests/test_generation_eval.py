@@ -19,8 +19,8 @@ from generation.evaluate import (
     pick_selling_points,
 )
 from generation.generator import Generator
-from generation.motion_lora import MotionLoraConfig, train_clip_lora
 from generation.metrics import CLIP_UNAVAILABLE, motion_magnitude, motion_smoothness, temporal_consistency, text_video_alignment
+from generation.motion_lora import MotionLoraConfig, train_clip_lora
 from kb.backends import open_store
 from kb.graph import AckbGraph, graph_from_store
 from kdcvg.config import Settings

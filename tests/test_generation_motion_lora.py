@@ -70,13 +70,13 @@ def _clip_with_video(store: GraphStore, media_dir: Path, reference_clip: Path) -
     return clip
 
 
-def _train(store: GraphStore, pipe, clip: str, tiny_dir: Path, media_dir: Path, tmp_path: Path, **extra) -> MotionLoraFile:  # noqa: ANN001
+def _train(store: GraphStore, pipe, clip: str, tiny_dir: Path, media_dir: Path, tmp_path: Path, **extra) -> MotionLoraFile:
     return train_clip_lora(store, pipe, clip, model_dir=tiny_dir, media_dir=media_dir, cache_dir=tmp_path / "cache",
                            config=MotionLoraConfig(steps=3, learning_rate=1e-2), num_frames=4, height=32, width=32, **extra)  # fmt: skip
 
 
 def test_training_records_a_motion_lora_node_and_loads_with_a_scale(
-    store: GraphStore, small_ackb: Path, media_dir: Path, pipe, tiny_dir: Path, reference_clip: Path, tmp_path: Path  # noqa: ANN001
+    store: GraphStore, small_ackb: Path, media_dir: Path, pipe, tiny_dir: Path, reference_clip: Path, tmp_path: Path
 ) -> None:
     import_ackb(store, small_ackb, media_dir)
     clip = _clip_with_video(store, media_dir, reference_clip)
@@ -109,7 +109,7 @@ def test_training_records_a_motion_lora_node_and_loads_with_a_scale(
 
 
 def test_a_lora_whose_clip_vanishes_during_training_leaves_nothing_behind(
-    store: GraphStore, small_ackb: Path, media_dir: Path, pipe, tiny_dir: Path, reference_clip: Path, tmp_path: Path  # noqa: ANN001
+    store: GraphStore, small_ackb: Path, media_dir: Path, pipe, tiny_dir: Path, reference_clip: Path, tmp_path: Path
 ) -> None:
     import_ackb(store, small_ackb, media_dir)
     clip = _clip_with_video(store, media_dir, reference_clip)
@@ -126,7 +126,7 @@ def test_a_lora_whose_clip_vanishes_during_training_leaves_nothing_behind(
         _train(store, pipe, "clip-nope", tiny_dir, media_dir, tmp_path)
 
 
-def test_bad_loras_and_families_are_refused(pipe, tmp_path: Path) -> None:  # noqa: ANN001
+def test_bad_loras_and_families_are_refused(pipe, tmp_path: Path) -> None:
     save_weights(tmp_path / "wrong.safetensors", {"nothing.lora_a": torch.zeros(1, 1), "nothing.lora_b": torch.zeros(1, 1)})
     node = {"id": "ml-wrong", "file_path": "wrong.safetensors", "sha256": sha256_file(tmp_path / "wrong.safetensors"), "rank": 1, "alpha": 1.0}
     with pytest.raises(MotionLoraError, match="do not match"), use_motion_lora(pipe, loaded_lora(node, tmp_path), 1.0):
