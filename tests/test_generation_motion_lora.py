@@ -179,3 +179,11 @@ def test_cli_trains_a_clip_lora_and_generation_records_which_it_used(mkr_world: 
     video = json.loads(batch.stdout.splitlines()[0])["video_id"]
     with open_store(settings, read_only=True) as store:
         assert store.query("MATCH (g:GeneratedVideo {id: $id})-[u:USED_LORA]->(m) RETURN u.scale, m.id", {"id": video}).rows == [[0.25, lora_id]]
+    one = ("generate", "--product", BOTTLE, "--selling-point", LEAK, "--frames", "4", "--size", "32", "--steps", "1", "--motion-strength", "0")
+    unknown = kdcvg_in(settings, *one, "--motion-lora", "ml-nope", generation_model=model)
+    assert unknown.exit_code != 0 and "no MotionLora with id 'ml-nope'" in unknown.stderr
+    flagged = kdcvg_in(settings, *one, "--motion-lora", lora_id, "--motion-lora-scale", "0.75", "--json", generation_model=model)
+    assert flagged.exit_code == 0, flagged.output
+    video = json.loads(flagged.stdout)["video_id"]
+    with open_store(settings, read_only=True) as store:
+        assert store.query("MATCH (g:GeneratedVideo {id: $id})-[u:USED_LORA]->(m) RETURN u.scale, m.id", {"id": video}).rows == [[0.75, lora_id]]
