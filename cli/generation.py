@@ -86,7 +86,7 @@ def generate(
         float, typer.Option(help="Weight of the reference keyframe when KDCVG_IP_ADAPTER is set (0 = text only, up to 1).")
     ] = 0.5,
     motion_lora: Annotated[
-        Optional[str], typer.Option(help="A motion LoRA .safetensors file, or 'auto': the one trained on the best reference clip.")
+        Optional[str], typer.Option(help="A MotionLora id, or 'auto': the newest one trained on the best reference clip (train-motion-lora).")
     ] = None,
     motion_lora_scale: Annotated[float, typer.Option(help="Weight of the motion LoRA (0 = none, up to 2).")] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -129,6 +129,7 @@ def _generate_batch(path: Path, defaults: Any, out_file: Path | None) -> None:
     from generation.backbones import backbone_family
     from generation.batch import BatchError, check_requests, read_requests, run_batch
     from generation.generator import Generator
+    from kb.backends import open_store
 
     try:
         requests = read_requests(path, defaults)
@@ -136,8 +137,10 @@ def _generate_batch(path: Path, defaults: Any, out_file: Path | None) -> None:
         fail(f"{len(error.problems)} problem(s), nothing generated:\n" + "\n".join(error.problems), 2)
     with handled_errors():
         generator = Generator(defaults.model, settings())
+    with handled_errors(), open_store(settings(), read_only=True) as store:
+        lora_ids = {row[0] for row in store.query("MATCH (m:MotionLora) RETURN m.id").rows}
     try:
-        check_requests(path, requests, generator.sar.graph, backbone_family(generator.pipe), generator.model_dir)
+        check_requests(path, requests, generator.sar.graph, backbone_family(generator.pipe), generator.model_dir, lora_ids)
     except BatchError as error:
         fail(f"{len(error.problems)} problem(s), nothing generated:\n" + "\n".join(error.problems), 2)
     stream: IO[str] = out_file.open("w", encoding="utf-8") if out_file is not None else sys.stdout
@@ -173,7 +176,7 @@ def evaluate(
     sample_seed: Annotated[int, typer.Option(help="Seed of the draw of default selling points.")] = 0,
     seeds: Annotated[str, typer.Option(help="Generation seeds, comma-separated; every variant uses the same.")] = "0,1",
     variants: Annotated[
-        str, typer.Option(help="Compared variants besides plain (always in), comma-separated: spectral, inversion, lora, inversion+lora.")
+        str, typer.Option(help="Compared variants besides plain (always in), comma-separated: spectral, inversion, lora, inversion+lora, full.")
     ] = "spectral,inversion",
     model: ModelOption = None,
     k: Annotated[int, typer.Option("-k", help="Reference clips retrieved (1-100).")] = 3,
@@ -254,37 +257,34 @@ def train_motion_lora_command(
     frames: Annotated[int, typer.Option(help="Frames the clip is resampled to (1-64).")] = 8,
     size: Annotated[int, typer.Option(help="Width and height in pixels (multiple of 8).")] = 64,
 ) -> None:
-    """Train a motion LoRA on one clip's temporal attention (motion distillation loss); reused by --motion-lora auto."""
+    """Train a motion LoRA on one clip's temporal attention and record it as a MotionLora node TRAINED_ON the clip."""
     from tqdm import tqdm
 
     from generation.backbones import backbone_family, load_backbone
-    from generation.motion_lora import MotionLoraConfig, lora_root, train_for_clip
+    from generation.motion_lora import MotionLoraConfig, train_clip_lora
     from generation.pipeline import validate_request
     from kb.backends import open_store
 
     config = settings()
     model_dir = _model_dir(model)
-    with handled_errors():
+    with writer_lock(config), handled_errors():
         with open_store(config, read_only=True) as store:
-            rows = store.query("MATCH (c:CreativeClip {id: $id}) RETURN c.video_path", {"id": clip}).rows
-        if not rows:
-            fail(f"no CreativeClip with id {clip!r}", 2)
-        relative = rows[0][0]
-        video = (config.media_dir / relative).resolve() if relative else None
-        if video is None or not video.is_relative_to(config.media_dir.resolve()) or not video.is_file():
-            fail(f"clip {clip!r} has no video file under {config.media_dir}", 2)
+            if not store.query("MATCH (c:CreativeClip {id: $id}) RETURN c.id", {"id": clip}).rows:
+                fail(f"no CreativeClip with id {clip!r}", 2)
         pipe = load_backbone(model_dir)
         validate_request(frames, size, size, 1, backbone_family(pipe))
         options = MotionLoraConfig(steps=steps, rank=rank, learning_rate=learning_rate, seed=seed)
-        with tqdm(total=steps, desc="motion LoRA", unit="step", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
+        options.check()
+        with open_store(config) as store, tqdm(total=steps, desc="motion LoRA", unit="step", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
 
             def on_step(step: int, loss: float) -> None:
                 bar.set_postfix(loss=f"{loss:.4f}")
                 bar.update()
 
-            lora = train_for_clip(pipe, video, model_dir, lora_root(config.models_dir), options,
-                                  num_frames=frames, height=size, width=size, on_step=on_step)  # fmt: skip
-    out.print(f"motion LoRA: {lora.weights}", highlight=False, soft_wrap=True)
-    card = lora.card
-    out.print(f"motion distillation loss on fixed draws: {card['fixed_draws_loss_before']:.4f} before, "
-              f"{card['fixed_draws_loss_after']:.4f} after {card['config']['steps']} steps", highlight=False)  # fmt: skip
+            lora = train_clip_lora(store, pipe, clip, model_dir=model_dir, media_dir=config.media_dir, cache_dir=config.cache_dir,
+                                   config=options, num_frames=frames, height=size, width=size, on_step=on_step)  # fmt: skip
+    node = lora.node
+    out.print(f"MotionLora {lora.id}" + (" (already trained: reused)" if lora.reused else ""), highlight=False)
+    out.print(f"weights: {lora.weights}", highlight=False, soft_wrap=True)
+    out.print(f"motion distillation loss on fixed draws: {node['loss_before']:.4f} before, "
+              f"{node['loss_after']:.4f} after {node['steps']} steps", highlight=False)  # fmt: skip

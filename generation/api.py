@@ -24,19 +24,25 @@ from diffusers import DiffusionPipeline
 
 from generation.backbones import BackboneFamily, backbone_family, check_request, detect_family, load_backbone
 from generation.ip_adapter import IPAdapterFiles, loaded_ip_adapter, middle_keyframe
-from generation.motion_lora import MotionLoraFile, find_motion_lora, lora_root, read_motion_lora, use_motion_lora
+from generation.motion_lora import MotionLoraError, MotionLoraFile, backbone_sha256, loaded_lora, use_motion_lora
 from generation.pipeline import GenerationError, generate_frames, write_mp4
 from generation.prompt import PromptPlan, build_prompt, resolve_selling_point
-from generation.provenance import record_generation
+from generation.provenance import motion_lora_by_id, motion_lora_for_clip, record_generation
 from generation.reference_cache import ReferenceCache
 from generation.request import GenerationRequest
 from generation.rewrite import PromptRewriter, rewrite_plan, rewriter_from_settings
 from kb.backends import open_store
-from kb.store import GraphStore
+from kb.interchange import sha256_file
+from kb.store import GraphStore, NotFoundError
 from kdcvg.config import Settings, load_settings
 from retrieval.api import LoadedSar, load_sar, retrieve_for_selling_point
 
 FPS = 8.0
+# What the provenance repeats of how the applied motion LoRA was trained (its MotionLora node has it all).
+LORA_TRAINING_FACTS = (
+    "clip", "model_id", "rank", "alpha", "steps", "learning_rate", "seed", "num_frames", "width", "height", "loss",
+    "loss_before", "loss_after", "trained_at",
+)  # fmt: skip
 
 
 @dataclass
@@ -82,9 +88,11 @@ def generate(
     With an IP-Adapter loaded (`settings.ip_adapter`, AnimateDiff backbones) the best reference clip's
     middle keyframe also conditions the video at `ip_adapter_scale`; the parameters record whether
     image conditioning was used, and why not when an adapter is configured but cannot apply.
-    `motion_lora` "auto" is the newest LoRA trained on the best reference clip for this backbone
-    (`kdcvg generation train-motion-lora`). The provenance `parameters` hold `request` (what was
-    asked) and what was resolved from it (motion prior, LoRA, image conditioning, prompt rewrite).
+    `motion_lora` is a MotionLora node's id, or "auto" for the newest one TRAINED_ON the best reference
+    clip (the first with a video) for this backbone (`kdcvg generation train-motion-lora --clip ID`),
+    applied at `motion_lora_scale` and linked from the provenance by USED_LORA {scale}. The provenance
+    `parameters` hold `request` (what was asked) and what was resolved from it (motion prior, LoRA,
+    image conditioning, prompt rewrite).
     """
     if not isinstance(request, GenerationRequest):
         raise TypeError(f"request must be a GenerationRequest, got {type(request).__name__}")
@@ -117,7 +125,7 @@ def generate(
     # 3. Motion prior: the best reference clip that has a video here.
     clips = loaded.graph.nodes["CreativeClip"]
     videos = [loaded.graph.video_file(clips[loaded.graph.index("CreativeClip")[c]]) for c in references]
-    reference_video = next((v for v in videos if v is not None), None)
+    reference_clip, reference_video = next(((c, v) for c, v in zip(references, videos) if v is not None), (None, None))
     if motion_strength > 0 and reference_video is None:
         raise GenerationError("motion_strength > 0 needs a reference clip with a video file, and none of the retrieved clips has one")
 
@@ -131,7 +139,7 @@ def generate(
         settings.ip_adapter, backbone_family(pipe), loaded_ip_adapter(pipe), reference_video, request.ip_adapter_scale
     )
     keyframe = middle_keyframe(reference_video) if image_conditioning["used"] else None
-    lora = _motion_lora(request.motion_lora, reference_video, model_dir, settings)
+    lora = _motion_lora(request.motion_lora, reference_clip, reference_video, model_dir, settings, store)
     with use_motion_lora(pipe, lora, request.motion_lora_scale) if lora is not None else nullcontext():
         frames, info = generate_frames(
             pipe, plan.prompt, plan.negative_prompt, reference_video=reference_video, motion_strength=motion_strength,
@@ -145,9 +153,8 @@ def generate(
         "image_conditioning": image_conditioning,
         "prompt_rewrite": plan.rewrite,
         "motion_lora": None if lora is None else {
-            "file": str(lora.weights.relative_to(settings.data_dir)) if lora.weights.is_relative_to(settings.data_dir) else str(lora.weights),
-            "sha256": lora.sha256, "scale": float(request.motion_lora_scale),
-            "trained": {key: lora.card.get(key) for key in ("config", "size", "loss", "fixed_draws_loss_before", "fixed_draws_loss_after", "clip_sha256")},
+            "id": lora.id, "file": lora.node["file_path"], "sha256": lora.node["sha256"], "scale": float(request.motion_lora_scale),
+            "trained": {key: lora.node.get(key) for key in LORA_TRAINING_FACTS},
         },
         "motion_prior": {
             "method": motion_prior, "strength": motion_strength,
@@ -176,6 +183,7 @@ def generate(
             record_generation(
                 target, video_id=video_id, video_path=relative, model_id=model_id, prompt_plan=plan, seed=seed,
                 parameters=parameters, timings=timings, selling_point_id=sp["id"], reference_clip_ids=references,
+                motion_lora=None if lora is None else (lora.id, float(request.motion_lora_scale)),
             )  # fmt: skip
     except BaseException:
         video_path.unlink(missing_ok=True)
@@ -191,21 +199,30 @@ def generate_for(product: str, selling_point: str, *, settings: Settings | None 
     return generate(settings or load_settings(), request, store=store)
 
 
-def _motion_lora(choice: str | Path | None, reference_video: Path | None, model_dir: Path, settings: Settings) -> MotionLoraFile | None:
-    """The motion LoRA to apply: none, a given file, or ("auto") the newest one for the best reference clip."""
+def _motion_lora(
+    choice: str | None, clip_id: str | None, reference_video: Path | None, model_dir: Path, settings: Settings, store: GraphStore | None
+) -> MotionLoraFile | None:
+    """The motion LoRA to apply: none, a MotionLora by id, or ("auto") the newest one TRAINED_ON the best reference clip."""
     if choice is None:
         return None
-    if str(choice) != "auto":
-        return read_motion_lora(Path(choice))
-    if reference_video is None:
-        raise GenerationError("motion_lora='auto' needs a reference clip with a video file")
-    found = find_motion_lora(lora_root(settings.models_dir), reference_video, model_dir)
-    if found is None:
-        raise GenerationError(
-            f"no motion LoRA trained for the best reference clip ({reference_video.name}) on this backbone: "
-            "run `kdcvg generation train-motion-lora --clip CLIP_ID` first"
-        )
-    return found
+    backbone = backbone_sha256(model_dir, settings.cache_dir)
+    with nullcontext(store) if store is not None else open_store(settings, read_only=True) as reader:
+        if choice != "auto":
+            node = motion_lora_by_id(reader, choice)
+            if node is None:
+                raise NotFoundError(f"no MotionLora with id {choice!r} (see `kdcvg cypher \"MATCH (m:MotionLora) RETURN m.id\"`)")
+            if node["backbone_sha256"] != backbone:
+                raise MotionLoraError(f"motion LoRA {choice!r} was trained on another backbone ({node['model_id']}), not on {Path(model_dir).name}")
+        elif reference_video is None or clip_id is None:
+            raise GenerationError("motion_lora='auto' needs a reference clip with a video file")
+        else:
+            node = motion_lora_for_clip(reader, clip_id, sha256_file(reference_video), backbone)
+            if node is None:
+                raise GenerationError(
+                    f"no motion LoRA trained on the best reference clip {clip_id!r} for this backbone: "
+                    f"run `kdcvg generation train-motion-lora --clip {clip_id}` first"
+                )
+    return loaded_lora(node, settings.media_dir)
 
 
 def _image_conditioning(

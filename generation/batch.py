@@ -9,8 +9,9 @@ one failing request must not lose the others' results. A request file has one JS
 `product` and `selling_point` (id or exact text) are required; every other field is optional and
 defaults to `defaults` (the command line's options) or to the request's own defaults; `size` sets
 width and height at once (docs/generation-request.md). Every problem in the file is reported at once
-as `FILE:LINE:FIELD: reason`, and the products and selling points are checked against the graph and
-frames and size against the backbone family, all before the first video is generated.
+as `FILE:LINE:FIELD: reason`, and the products, selling points and motion LoRA ids (`motion_lora`: a
+MotionLora id, or "auto") are checked against the graph and frames and size against the backbone
+family, all before the first video is generated.
 """
 
 from __future__ import annotations
@@ -83,12 +84,16 @@ def read_requests(path: Path, defaults: GenerationOptions | None = None) -> list
 
 
 def check_requests(
-    path: Path, requests: list[NumberedRequest], graph: AckbGraph, family: BackboneFamily, model_dir: Path | None = None
+    path: Path, requests: list[NumberedRequest], graph: AckbGraph, family: BackboneFamily, model_dir: Path | None = None,
+    lora_ids: set[str] | None = None,
 ) -> None:
-    """Raise BatchError naming every request the graph (product, selling point) or the loaded backbone (`model_dir`) rejects."""
+    """Raise BatchError naming every request the graph (product, selling point, MotionLora ids when `lora_ids` is
+    given) or the loaded backbone (`model_dir`) rejects."""
     problems: list[str] = []
     for item in requests:
         where, request = f"{path}:{item.line}", item.request
+        if lora_ids is not None and request.motion_lora not in (None, "auto") and request.motion_lora not in lora_ids:
+            problems.append(f"{where}:motion_lora: no MotionLora with id {request.motion_lora!r}")
         if model_dir is not None and request.model is not None and request.model.resolve() != Path(model_dir).resolve():
             problems.append(f"{where}:model: the batch runs on one backbone, {model_dir}; this line asks for {request.model}")
         try:

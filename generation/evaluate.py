@@ -7,13 +7,19 @@ selling point and seed one video per variant is made with ONE loaded backbone:
   selling-point text only (the knowledge prompt's `subject`), the fixed generic negative prompt
   (`generation.prompt.ARTEFACT_TERMS`, no graph knowledge) and no motion prior (plain
   text-to-video).
-- `spectral`, `inversion`: `generation.api.generate` as users run it (SAR's references, the
-  knowledge prompt through the configured rewriter, the best reference's motion) with that motion
-  prior (`motion_strength` given, else each prior's default: 0.5 spectral, β = 0.7 inversion).
+The paper's ablation, one component added at a time (each row differs from the one it builds on
+by that component only):
 
-- `lora`, `inversion+lora` (the paper's full MKR): the motion LoRA trained on the best reference
-  clip (`kdcvg generation train-motion-lora --clip ID`; "auto" lookup) alone, or with inversion. A
-  pair whose best reference has no LoRA is skipped, with the reason.
+- `spectral`, `inversion`: `generation.api.generate` with SAR's references and the best
+  reference's motion through that motion prior (`motion_strength` given, else each prior's
+  default: 0.5 spectral, β = 0.7 inversion), prompted like plain (subject and generic negative
+  prompt): the motion prior alone.
+- `lora`, `inversion+lora`: the motion LoRA trained on the best reference clip (a MotionLora
+  TRAINED_ON it: `kdcvg generation train-motion-lora --clip ID`; "auto" lookup) alone, or with
+  inversion; prompted like plain. A pair whose best reference has no LoRA is skipped, with the reason.
+- `full` (full MKR, as users run it): inversion + LoRA + the knowledge prompt finalised by the
+  configured rewriter (an LLM's rewrite of the best reference's script when one is configured, the
+  deterministic graph prompt otherwise; each video's `rewrite` status says which).
 
 Every video is measured with `generation.metrics` (read back from its mp4, i.e. what a user gets):
 alignment to the SAME text (the subject, so the knowledge prompt's extra words earn nothing by
@@ -39,6 +45,7 @@ from __future__ import annotations
 import random
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -61,9 +68,10 @@ from generation.metrics import (
     text_video_alignment,
 )
 from generation.pipeline import generate_frames, write_mp4
-from generation.prompt import ARTEFACT_TERMS
+from generation.prompt import ARTEFACT_TERMS, PromptPlan
 from generation.reference_video import read_reference
 from generation.request import GenerationOptions, GenerationRequest
+from generation.rewrite import RewriteRequest
 from kb.graph import AckbGraph
 from kdcvg.errors import BadInputError
 from retrieval.clip_image import OpenClipEncoder
@@ -73,17 +81,33 @@ METRICS = (
     "motion_magnitude", "runtime_s",
 )  # fmt: skip
 MIN_MAX_METRICS = ("text_video_alignment", "motion_fidelity", "temporal_consistency", "dynamic_degree", "motion_smoothness")
-# variant -> generate() options; plain (first: the baseline of every difference) is generated apart, without knowledge
+PLAIN_NEGATIVE = ", ".join(ARTEFACT_TERMS)
+
+
+class PlainPrompt:
+    """A rewriter that drops the knowledge prompt: the subject and the generic negative prompt, as plain has."""
+
+    name = "plain"
+
+    def rewrite(self, plan: PromptPlan, request: RewriteRequest) -> PromptPlan:
+        return replace(plan, prompt=plan.subject, negative_prompt=PLAIN_NEGATIVE,
+                       rewrite={"rewriter": self.name, "status": "ablation: no knowledge prompt", "reason": None})  # fmt: skip
+
+
+PLAIN_PROMPT = PlainPrompt()
+# variant -> its GenerationRequest fields; plain (first: the baseline of every difference) is generated apart, without knowledge
 VARIANT_OPTIONS: dict[str, dict[str, Any]] = {
     "plain": {},
     "spectral": {"motion_prior": "spectral"},
     "inversion": {"motion_prior": "inversion"},
     "lora": {"motion_prior": "spectral", "motion_strength": 0.0, "motion_lora": "auto"},
     "inversion+lora": {"motion_prior": "inversion", "motion_lora": "auto"},
+    "full": {"motion_prior": "inversion", "motion_lora": "auto"},
 }
+# The variants prompted like plain (one component added at a time); the others use the configured rewriter.
+PLAIN_PROMPTED = frozenset({"spectral", "inversion", "lora", "inversion+lora"})
 VARIANTS = tuple(VARIANT_OPTIONS)
 DEFAULT_VARIANTS = ("plain", "spectral", "inversion")  # the LoRA variants need LoRAs trained per reference clip
-PLAIN_NEGATIVE = ", ".join(ARTEFACT_TERMS)
 
 
 class EvaluationError(BadInputError):
@@ -216,7 +240,7 @@ def check_variants(variants: tuple[str, ...] | list[str]) -> tuple[str, ...]:
         raise EvaluationError(f"unknown variant(s) {', '.join(map(repr, unknown))}; known: {', '.join(VARIANTS)}")
     chosen = tuple(v for v in VARIANTS if v in variants or v == "plain")
     if len(chosen) < 2:
-        raise EvaluationError("at least one MKR variant (spectral, inversion, lora, inversion+lora) is needed besides plain")
+        raise EvaluationError(f"at least one MKR variant ({', '.join(VARIANTS[1:])}) is needed besides plain")
     return chosen
 
 
@@ -249,7 +273,7 @@ def evaluate_generation(
             results = {
                 variant: generator.generate(
                     GenerationRequest.parse({"product": product, "selling_point": sp, "seed": seed, **VARIANT_OPTIONS[variant]}, options),
-                    scratch_dir=videos_dir / variant,
+                    scratch_dir=videos_dir / variant, rewriter=PLAIN_PROMPT if variant in PLAIN_PROMPTED else None,
                 )
                 for variant in variants[1:]
             }
@@ -279,6 +303,7 @@ def evaluate_generation(
             pair[variant] = {
                 "video_path": str(result.video_path), "prompt": result.prompt.prompt, "negative_prompt": result.prompt.negative_prompt,
                 "motion_prior": result.parameters["motion_prior"], "motion_lora": result.parameters["motion_lora"],
+                "prompt_rewrite": result.prompt.rewrite,
                 "metrics": measure(_read_video(result.video_path), text, reference, result.timings, clip_encoder),
             }  # fmt: skip
         pairs.append(pair)

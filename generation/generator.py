@@ -14,7 +14,7 @@ from pathlib import Path
 from generation.api import GenerationResult, generate, load_pipeline
 from generation.backbones import BackboneError
 from generation.request import GenerationRequest, RequestError
-from generation.rewrite import rewriter_from_settings
+from generation.rewrite import PromptRewriter, rewriter_from_settings
 from kb.store import GraphStore
 from kdcvg.config import Settings, load_settings
 from retrieval.api import load_sar
@@ -47,11 +47,16 @@ class Generator:
         self.pipe = load_pipeline(self.model_dir, self.settings)
         self.load_timings = {"load_sar_s": loaded_sar - started, "load_model_s": time.perf_counter() - loaded_sar}
 
-    def generate(self, request: GenerationRequest, *, scratch_dir: Path | None = None) -> GenerationResult:
-        """`generation.api.generate` with the loaded backbone and SAR; a request for another backbone is refused."""
+    def generate(
+        self, request: GenerationRequest, *, scratch_dir: Path | None = None, rewriter: PromptRewriter | None = None
+    ) -> GenerationResult:
+        """`generation.api.generate` with the loaded backbone and SAR; a request for another backbone is refused.
+
+        `rewriter` replaces the configured one for this request (the evaluation's ablation rows prompt like plain).
+        """
         if request.model is not None and Path(request.model).resolve() != self.model_dir.resolve():
             raise RequestError([("model", f"this run has loaded the backbone {self.model_dir}, not {request.model}")])
         return generate(
             self.settings, request.model_copy(update={"model": self.model_dir}), store=self.store,
-            pipe=self.pipe, sar=self.sar, scratch_dir=scratch_dir, rewriter=self.rewriter,
+            pipe=self.pipe, sar=self.sar, scratch_dir=scratch_dir, rewriter=rewriter or self.rewriter,
         )  # fmt: skip

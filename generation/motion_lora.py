@@ -6,12 +6,13 @@ frame-difference ("motion distillation", VMC: Jeong et al. 2023) loss — the pr
 differences between consecutive frames must match the target's, so what is learnt is how the clip
 *moves*, not what it looks like. Only temporal layers are adapted, so appearance stays the prompt's.
 
-The adapters are plain `LoRALinear` wrappers (no extra dependency): y = W·x + s·(α/r)·B·A·x with B
-initialised to 0, so a fresh adapter, or scale 0, is exactly the base layer. They are saved as
-safetensors with a JSON card (clip and backbone hashes, steps, rank, losses) under
-`<data>/models/motion-lora/`, keyed like the reference cache, and loaded into a pipeline with
-`use_motion_lora(pipe, path, scale)` for one generation. Families without separate temporal
-attention (CogVideoX's full 3-D attention) are refused with a clear error.
+The adapters are plain `LoRALinear` wrappers (no extra dependency; docs/decisions.md says why not
+peft): y = W·x + s·(α/r)·B·A·x with B initialised to 0, so a fresh adapter, or scale 0, is exactly
+the base layer. A trained LoRA is knowledge about a clip, so it lives in the graph: its safetensors
+weights go under `<data>/media/motion-lora/` (exported and imported with the ACKB like videos) and a
+`MotionLora` node (how it was trained, content hashes of the file, the clip and the backbone) is
+TRAINED_ON the clip. `use_motion_lora(pipe, lora, scale)` applies it for one generation. Families
+without separate temporal attention (CogVideoX's full 3-D attention) are refused with a clear error.
 """
 
 from __future__ import annotations
@@ -31,11 +32,14 @@ from diffusers import DiffusionPipeline
 from safetensors.torch import load_file, save_file
 
 from generation.backbones import backbone_family
-from generation.reference_cache import _atomic_write, folder_content_hash
+from generation.reference_cache import folder_content_hash
 from kb.interchange import sha256_file
+from kb.store import GraphStore
+from kb.timestamps import utc_now
 from kdcvg.errors import BadInputError
 
-LORA_SUBDIR = "motion-lora"
+LORA_SUBDIR = "motion-lora"  # below the data directory's media/ folder
+LOSS_NAME = "motion distillation (consecutive-frame differences)"
 TEMPORAL_MARKER = "motion_modules."  # AnimateDiff's temporal transformer blocks
 
 
@@ -200,46 +204,50 @@ def train_motion_lora(
 
 @dataclass(frozen=True)
 class MotionLoraFile:
-    """A trained motion LoRA on disk: its weights, and its card (how it was trained, on what)."""
+    """A trained motion LoRA: its MotionLora node's properties and its weights file (under the media folder)."""
 
+    node: dict[str, Any]
     weights: Path
-    card: dict[str, Any]
+    reused: bool = False  # True: found already trained (same clip, backbone, options and size), not trained now
 
     @property
-    def sha256(self) -> str:
-        """Content hash of the weights file (what provenance records)."""
-        return sha256_file(self.weights)
+    def id(self) -> str:
+        """The MotionLora node's id."""
+        return str(self.node["id"])
 
 
-def lora_key(clip: Path, model_dir: Path, config: MotionLoraConfig, size: dict[str, int], memo: Path | None = None) -> str:
-    """The LoRA's file name: SHA-256 of the clip's bytes, the backbone's content hash, the training options and size."""
-    payload = {
-        "clip_sha256": sha256_file(clip), "backbone_sha256": folder_content_hash(model_dir, memo),
-        "config": asdict(config), "size": size,
-    }  # fmt: skip
+def backbone_sha256(model_dir: Path, cache_dir: Path) -> str:
+    """The backbone folder's content hash (memoised beside the reference cache, like its keys)."""
+    from generation.reference_cache import CACHE_SUBDIR, FOLDER_HASH_MEMO
+
+    return folder_content_hash(model_dir, Path(cache_dir) / CACHE_SUBDIR / FOLDER_HASH_MEMO)
+
+
+def lora_key(clip_id: str, clip_sha256: str, backbone: str, config: MotionLoraConfig, size: dict[str, int]) -> str:
+    """SHA-256 of what decides the weights: the clip (id and bytes), the backbone's content, the options and the size."""
+    payload = {"clip": clip_id, "clip_sha256": clip_sha256, "backbone_sha256": backbone, "config": asdict(config), "size": size}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def save_motion_lora(
-    directory: Path, key: str, weights: dict[str, torch.Tensor], card: dict[str, Any]
-) -> MotionLoraFile:
-    """Write `<key>.safetensors` and `<key>.json` atomically (weights first: a card never points at nothing)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / f"{key}.safetensors"
-    temporary = directory / f".{key}.safetensors.tmp"
-    save_file(weights, str(temporary))
-    temporary.replace(target)
-    _atomic_write(directory / f"{key}.json", json.dumps(card, indent=2, sort_keys=True).encode("utf-8"))
-    return MotionLoraFile(target, card)
+def save_weights(path: Path, weights: dict[str, torch.Tensor]) -> None:
+    """Write safetensors weights to `path` through a temporary file and a rename (never half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        save_file(weights, str(temporary))
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
-def read_motion_lora(path: Path) -> MotionLoraFile:
-    """A saved motion LoRA from its `.safetensors` path (its card beside it); MotionLoraError if either is missing."""
-    path = Path(path)
-    card_path = path.with_suffix(".json")
-    if not path.is_file() or not card_path.is_file():
-        raise MotionLoraError(f"no motion LoRA at {path} (needs {path.name} and {card_path.name})")
-    return MotionLoraFile(path, json.loads(card_path.read_text(encoding="utf-8")))
+def loaded_lora(node: dict[str, Any], media_dir: Path) -> MotionLoraFile:
+    """A stored MotionLora with its weights file; MotionLoraError if the file is missing or not the one trained."""
+    path = Path(media_dir) / str(node["file_path"])
+    if not path.is_file():
+        raise MotionLoraError(f"motion LoRA {node['id']!r}: its weights file media/{node['file_path']} is missing")
+    if sha256_file(path) != node["sha256"]:
+        raise MotionLoraError(f"motion LoRA {node['id']!r}: media/{node['file_path']} is not the file it was trained as (content hash differs)")
+    return MotionLoraFile(node, path)
 
 
 @contextmanager
@@ -248,8 +256,7 @@ def use_motion_lora(pipe: DiffusionPipeline, lora: MotionLoraFile, scale: float)
     if not 0.0 <= float(scale) <= 2.0:
         raise MotionLoraError(f"motion LoRA scale must be in [0, 2], got {scale}")
     tensors = load_file(str(lora.weights))
-    card = lora.card
-    with attached(pipe, int(card["config"]["rank"]), float(card["config"]["alpha"])) as adapters:
+    with attached(pipe, int(lora.node["rank"]), float(lora.node["alpha"])) as adapters:
         expected = set(lora_tensors(adapters))
         if set(tensors) != expected:
             raise MotionLoraError(f"{lora.weights}: its layers do not match this backbone's temporal attention")
@@ -261,50 +268,55 @@ def use_motion_lora(pipe: DiffusionPipeline, lora: MotionLoraFile, scale: float)
         yield
 
 
-def train_for_clip(
-    pipe: DiffusionPipeline, clip: Path, model_dir: Path, root: Path, config: MotionLoraConfig, *,
-    num_frames: int, height: int, width: int, on_step: Callable[[int, float], None] | None = None,
+def train_clip_lora(
+    store: GraphStore, pipe: DiffusionPipeline, clip_id: str, *, model_dir: Path, media_dir: Path, cache_dir: Path,
+    config: MotionLoraConfig, num_frames: int, height: int, width: int, on_step: Callable[[int, float], None] | None = None,
 ) -> MotionLoraFile:  # fmt: skip
-    """Train (or reuse, when the same clip, backbone, options and size were trained before) a clip's motion LoRA."""
+    """Train a clip's motion LoRA and record it as a MotionLora node TRAINED_ON the clip; reuse an identical one.
+
+    The weights file is placed first (under media/motion-lora/, by rename) and the node written after,
+    in one transaction; if that write fails, a file placed for a new node is removed again, so no
+    node points at nothing and no new file is left without its node.
+    """
     from generation.motion_prior import encode_reference
+    from generation.provenance import clip_video, motion_lora_by_id, record_motion_lora
     from generation.reference_video import read_reference
 
+    config.check()
+    video = clip_video(store, clip_id, media_dir)
+    backbone = backbone_sha256(model_dir, cache_dir)
+    clip_hash = sha256_file(video)
     size = {"frames": num_frames, "height": height, "width": width}
-    key = lora_key(clip, model_dir, config, size, root / "backbone-hashes.json")
-    existing = root / f"{key}.safetensors"
-    if existing.is_file() and existing.with_suffix(".json").is_file():
-        return read_motion_lora(existing)
-    latents = encode_reference(pipe, read_reference(clip, num_frames, height, width))
-    started = time.perf_counter()
-    weights, losses, check = train_motion_lora(pipe, latents, config, on_step=on_step)
-    card = {
-        "clip_sha256": sha256_file(clip), "backbone_sha256": folder_content_hash(model_dir, root / "backbone-hashes.json"),
-        "config": asdict(config), "size": size, "loss": "motion distillation (consecutive-frame differences)",
-        "layers": len(weights) // 2, "first_loss": losses[0], "last_loss": losses[-1],
-        "fixed_draws_loss_before": check["before"], "fixed_draws_loss_after": check["after"],
-        "train_s": time.perf_counter() - started,
-    }  # fmt: skip
-    return save_motion_lora(root, key, weights, card)
-
-
-def lora_root(models_dir: Path) -> Path:
-    """Where motion LoRAs live below a data directory's models folder."""
-    return Path(models_dir) / LORA_SUBDIR
-
-
-def find_motion_lora(root: Path, clip: Path, model_dir: Path) -> MotionLoraFile | None:
-    """The most recently trained motion LoRA for this clip's content and this backbone's content, or None."""
-    if not Path(root).is_dir():
-        return None
-    clip_hash = sha256_file(clip)
-    backbone_hash = folder_content_hash(model_dir, Path(root) / "backbone-hashes.json")
-    found = []
-    for card_path in Path(root).glob("*.json"):
-        weights = card_path.with_suffix(".safetensors")
+    key = lora_key(clip_id, clip_hash, backbone, config, size)
+    lora_id, relative = f"ml-{key[:24]}", f"{LORA_SUBDIR}/{key}.safetensors"
+    existing = motion_lora_by_id(store, lora_id)
+    if existing is not None:
         try:
-            card = json.loads(card_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(card, dict) and card.get("clip_sha256") == clip_hash and card.get("backbone_sha256") == backbone_hash and weights.is_file():
-            found.append((weights.stat().st_mtime_ns, weights.name, MotionLoraFile(weights, card)))
-    return max(found, key=lambda item: item[:2])[2] if found else None
+            return MotionLoraFile(loaded_lora(existing, media_dir).node, Path(media_dir) / relative, reused=True)
+        except MotionLoraError:
+            pass  # its file is gone or changed: train again and update the node
+    latents = encode_reference(pipe, read_reference(video, num_frames, height, width))
+    started = time.perf_counter()
+    weights, _losses, check = train_motion_lora(pipe, latents, config, on_step=on_step)
+    train_s = time.perf_counter() - started
+    target = Path(media_dir) / relative
+    save_weights(target, weights)
+    row = {
+        "id": lora_id, "file_path": relative, "sha256": sha256_file(target), "model_id": Path(model_dir).resolve().name,
+        "backbone_sha256": backbone, "clip_sha256": clip_hash, "rank": config.rank, "alpha": float(config.alpha),
+        "steps": config.steps, "learning_rate": float(config.learning_rate), "seed": config.seed, "num_frames": num_frames,
+        "width": width, "height": height, "loss": LOSS_NAME, "loss_before": check["before"], "loss_after": check["after"],
+        "train_s": train_s, "trained_at": utc_now(),
+    }  # fmt: skip
+    try:
+        node = record_motion_lora(store, row, clip_id)
+    except BaseException:
+        if existing is None:
+            target.unlink(missing_ok=True)
+        raise
+    return MotionLoraFile(node, target)
+
+
+def lora_root(media_dir: Path) -> Path:
+    """Where motion LoRA weights live below a data directory's media folder."""
+    return Path(media_dir) / LORA_SUBDIR

@@ -24,6 +24,7 @@ MAX_STEPS = 1000
 MAX_GUIDANCE = 50.0
 MAX_SEED = 2**63 - 1  # the graph stores the seed as a 64-bit integer
 MAX_LORA_SCALE = 2.0
+MAX_LORA_ID = 200
 METHODS = ("spectral", "inversion", "noise_prior")
 # Motion strength when none is given: the paper's reference intensity β ∈ [0.6, 0.8] for inversion.
 DEFAULT_STRENGTH: dict[str, float] = {"spectral": 0.5, "inversion": 0.7, "noise_prior": 0.5}
@@ -81,7 +82,8 @@ class GenerationOptions(BaseModel):
         0.5, ge=0.0, le=1.0, allow_inf_nan=False, description="Weight of the reference keyframe when an IP-Adapter is configured."
     )
     motion_lora: str | None = Field(
-        None, min_length=1, description="A motion LoRA .safetensors file, or 'auto': the one trained on the best reference clip."
+        None, min_length=1, max_length=MAX_LORA_ID,
+        description="A MotionLora id, or 'auto': the newest one TRAINED_ON the best reference clip for this backbone.",
     )
     motion_lora_scale: float = Field(
         1.0, ge=0.0, le=MAX_LORA_SCALE, allow_inf_nan=False, description="Weight of the motion LoRA (0: none)."

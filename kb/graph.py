@@ -5,7 +5,8 @@ relationship type (exactly as stored), index maps from ids to row positions, edg
 content hash that keys caches.
 
 The graph is the knowledge only (`KNOWLEDGE_LABELS`, `KNOWLEDGE_RELATIONSHIPS`): what generation
-records about its own outputs (GeneratedVideo, REFERENCED, GENERATED_FOR) and operational history
+records about its own outputs (GeneratedVideo, REFERENCED, GENERATED_FOR, USED_LORA), the motion
+LoRAs trained for clips (MotionLora, TRAINED_ON: model weights, not knowledge) and operational history
 (AuditEvent, SchemaMigration) are left out, so generating a video changes neither the content
 hash nor the features, the index or the model.
 """

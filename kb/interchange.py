@@ -35,9 +35,17 @@ FORMAT = "ackb"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 MAX_PROBLEMS = 1_000  # problems kept (and listed); all of them are counted
-# Labels whose records own a video file under media/ (clips, generated videos): imported, exported and checked alike.
-MEDIA_LABELS: tuple[str, ...] = tuple(label for label, spec in NODE_TYPES.items() if "video_path" in spec.properties)
-WHOSE = {"CreativeClip": "clip", "GeneratedVideo": "generated video"}
+# Labels whose records own a file under media/ (clips' and generated videos, motion LoRAs' weights) -> the
+# property naming it: imported, exported and checked alike.
+MEDIA_LABELS: dict[str, str] = {label: spec.media for label, spec in NODE_TYPES.items() if spec.media}
+WHOSE = {"CreativeClip": "clip", "GeneratedVideo": "generated video", "MotionLora": "motion LoRA"}
+OWN_FILE = {
+    "CreativeClip": "each clip or generated video needs a file of its own",
+    "GeneratedVideo": "each clip or generated video needs a file of its own",
+    "MotionLora": "each motion LoRA needs a weights file of its own",
+}
+LORA_SUFFIXES = (".safetensors",)
+MAX_SAFETENSORS_HEADER = 16 << 20  # bytes of a safetensors file's JSON header
 LOOKUP_BATCH = 5_000  # ids per `UNWIND $ids ... MATCH {id: i}` (primary-key lookups; `IN $ids` scans)
 MAX_LINE_BYTES = 1 << 20  # a longer line is refused without being held in memory
 MAX_MANIFEST_BYTES = 1 << 20
@@ -81,7 +89,7 @@ class ParsedACKB:
     @property
     def media_paths(self) -> list[str]:
         """Every video file the import's records name (clips and generated videos)."""
-        return sorted({row["video_path"] for label in MEDIA_LABELS for row in self.nodes.get(label, []) if row.get("video_path")})
+        return sorted({row[name] for label, name in MEDIA_LABELS.items() for row in self.nodes.get(label, []) if row.get(name)})
 
 
 @dataclass
@@ -345,12 +353,12 @@ Owner = tuple[str, str]  # (label, id) of the record whose video a media file is
 
 
 def _stored_owners(store: GraphStore | None, paths: list[str]) -> dict[str, Owner]:
-    """video_path -> (label, id) of the stored record (clip or generated video) using that path."""
+    """media path -> (label, id) of the stored record (clip, generated video, motion LoRA) using that path."""
     owners: dict[str, Owner] = {}
     if store is None:
         return owners
-    for label in MEDIA_LABELS:  # schema labels only reach the query text
-        query = f"MATCH (c:{label}) WHERE c.video_path IN $paths RETURN c.id AS id, c.video_path AS path"
+    for label, name in MEDIA_LABELS.items():  # schema labels and properties only reach the query text
+        query = f"MATCH (c:{label}) WHERE c.{name} IN $paths RETURN c.id AS id, c.{name} AS path"
         for start in range(0, len(paths), LOOKUP_BATCH):
             for record in store.read(lambda tx, batch=paths[start : start + LOOKUP_BATCH]: tx.run(query, paths=batch)):
                 owners.setdefault(record["path"], (label, record["id"]))
@@ -368,22 +376,24 @@ def _check_media(
     limits: MediaLimits | None,
     problems: _Problems,
 ) -> None:
-    """Each record's video (clips and generated videos): in the import (a regular file, no symlink) or in the store;
-    with limits, checked and planned. One file belongs to one record, across labels and across import and store."""
+    """Each record's file (clips' and generated videos, LoRA weights): in the import (a regular file, no symlink) or
+    in the store; with limits, checked and planned. One file belongs to one record, across labels, import and store."""
+    name = MEDIA_LABELS[label]
     imported = {(label, row["id"]) for row in rows}
-    stored = _stored_owners(store, sorted({row["video_path"] for row in rows if row.get("video_path")}))
+    stored = _stored_owners(store, sorted({row[name] for row in rows if row.get(name)}))
     for path, owner in stored.items():
         if owner not in imported:  # an imported record brings its own path; a stored one keeps its file
             parsed.media_owners.setdefault(path, owner)
     checks: list[tuple[str, str, Owner]] = []  # (where, path, owner)
     for row, number in zip(rows, numbers):
-        path = row.get("video_path")
+        path = row.get(name)
         if not path:
             continue
-        where = f"{relative}:{number}:video_path"
+        where = f"{relative}:{number}:{name}"
         owner = parsed.media_owners.setdefault(path, (label, row["id"]))
         if owner != (label, row["id"]):
-            problems.add(where, f"media/{path} is already the video of {WHOSE[owner[0]]} {owner[1]!r}; each clip or generated video needs a file of its own")
+            what = "weights file" if owner[0] == "MotionLora" else "video"
+            problems.add(where, f"media/{path} is already the {what} of {WHOSE[owner[0]]} {owner[1]!r}; {OWN_FILE[label]}")
         else:
             checks.append((where, path, owner))
     # each check waits on FFmpeg processes: run them side by side, report in file order
@@ -412,8 +422,10 @@ def _media_problem(
         if limits is None:
             return None, None
         suffix = PurePosixPath(path).suffix.lower()
-        if suffix not in VIDEO_SUFFIXES:
-            return f"media/{path} is not named as a video: expected one of {', '.join(VIDEO_SUFFIXES)}", None
+        lora = owner[0] == "MotionLora"
+        allowed = LORA_SUFFIXES if lora else VIDEO_SUFFIXES
+        if suffix not in allowed:
+            return f"media/{path} is not named as a {'safetensors file' if lora else 'video'}: expected one of {', '.join(allowed)}", None
         digest = sha256_fd(fd)
         stored_digest = _stored_digest(media_dir, path)
         if stored_digest == digest:
@@ -421,12 +433,39 @@ def _media_problem(
         if stored_digest is not None and stored_owner != owner:
             return f"media/{path}: the store's media folder already holds a different file there, not this record's; refused", None
         try:
-            check_fd(fd, suffix, limits)
+            check_safetensors_fd(fd, limits.max_bytes) if lora else check_fd(fd, suffix, limits)
         except MediaError as exc:
             return f"media/{path} {exc}", None
         return None, MediaPlan(path, digest)
     finally:
         os.close(fd)
+
+
+def check_safetensors_fd(fd: int, max_bytes: int) -> None:
+    """MediaError unless the open file is a whole safetensors file: a JSON header of tensors that exactly fill the rest."""
+    size = os.fstat(fd).st_size
+    if size > max_bytes:
+        raise MediaError(f"is {size} bytes, over the {max_bytes}-byte limit")
+    head = os.pread(fd, 8, 0)
+    length = int.from_bytes(head, "little") if len(head) == 8 else -1
+    if not 2 <= length <= min(MAX_SAFETENSORS_HEADER, size - 8):
+        raise MediaError("is not a safetensors file (no valid header length)")
+    try:
+        header = loads_json(os.pread(fd, length, 8).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise MediaError("is not a safetensors file (its header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise MediaError("is not a safetensors file (its header is not a JSON object)")
+    end = 0
+    for key, spec in header.items():
+        if key == "__metadata__":
+            continue
+        offsets = spec.get("data_offsets") if isinstance(spec, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets) and 0 <= offsets[0] <= offsets[1]):
+            raise MediaError(f"is not a safetensors file (tensor {key[:80]!r} has no valid data_offsets)")
+        end = max(end, offsets[1])
+    if 8 + length + end != size:
+        raise MediaError(f"is truncated or padded: its header describes {8 + length + end} bytes, the file has {size}")
 
 
 def _stored_digest(media_dir: Path | None, path: str) -> str | None:
@@ -632,8 +671,8 @@ def export_ackb(store: GraphStore, directory: Path, media_dir: Path, *, overwrit
                 row = stored_properties(record["row"])
                 if section == "relationships":
                     row = {"from": record["source"], "to": record["target"], **row}
-                elif row.get("video_path"):
-                    media.append(row["video_path"])
+                elif name in MEDIA_LABELS and row.get(MEDIA_LABELS[name]):
+                    media.append(row[MEDIA_LABELS[name]])
                 handle.write(json_line(row) + "\n")
         manifest[section][name] = {"file": relative, "count": len(records), "sha256": sha256_file(partial / relative)}
         counts[name] = len(records)

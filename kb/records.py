@@ -206,6 +206,38 @@ class GeneratedVideo(NodeRecord):
     timings: JsonObject | None = None
 
 
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+def _lora_file(value: str) -> str:
+    if not value.endswith(".safetensors"):
+        raise ValueError("must name a .safetensors file (e.g. motion-lora/<key>.safetensors)")
+    return value
+
+
+class MotionLora(NodeRecord):
+    """A motion LoRA: its weights file, how it was trained and on which backbone and clip content."""
+
+    file_path: Annotated[MediaPath, AfterValidator(_lora_file)]
+    sha256: Sha256
+    model_id: Name
+    backbone_sha256: Sha256
+    clip_sha256: Sha256
+    rank: Annotated[int, Field(ge=1, le=4096)]
+    alpha: Annotated[Number, Field(gt=0)]
+    steps: Annotated[int, Field(ge=1, le=INT64_MAX)]
+    learning_rate: Annotated[Number, Field(gt=0)]
+    seed: Annotated[int, Field(ge=0, le=INT64_MAX)]
+    num_frames: Annotated[int, Field(ge=2, le=INT64_MAX)]
+    width: Annotated[int, Field(ge=1, le=INT64_MAX)]
+    height: Annotated[int, Field(ge=1, le=INT64_MAX)]
+    loss: Name
+    loss_before: Annotated[Number, Field(ge=0)] | None = None
+    loss_after: Annotated[Number, Field(ge=0)] | None = None
+    train_s: Annotated[Number, Field(ge=0)] | None = None
+    trained_at: Timestamp
+
+
 class RelationshipRecord(Record):
     """Fields every relationship row has: the ids of its two ends."""
 
@@ -256,6 +288,14 @@ class GeneratedFor(RelationshipRecord):
     pass
 
 
+class TrainedOn(RelationshipRecord):
+    pass
+
+
+class UsedLora(RelationshipRecord):
+    scale: Annotated[Number, Field(ge=0, le=2)]
+
+
 NODE_RECORDS: dict[str, type[NodeRecord]] = {
     "Category": Category,
     "Product": Product,
@@ -263,6 +303,7 @@ NODE_RECORDS: dict[str, type[NodeRecord]] = {
     "CreativeClip": CreativeClip,
     "Motion": Motion,
     "GeneratedVideo": GeneratedVideo,
+    "MotionLora": MotionLora,
 }
 
 REL_RECORDS: dict[str, type[RelationshipRecord]] = {
@@ -274,4 +315,6 @@ REL_RECORDS: dict[str, type[RelationshipRecord]] = {
     "HAS_MOTION": HasMotion,
     "REFERENCED": Referenced,
     "GENERATED_FOR": GeneratedFor,
+    "TRAINED_ON": TrainedOn,
+    "USED_LORA": UsedLora,
 }

@@ -37,6 +37,7 @@ class NodeType:
 
     label: str
     properties: dict[str, PropertyType]
+    media: str | None = None  # the property naming the record's own file under media/, if it has one
 
     @property
     def all_properties(self) -> dict[str, PropertyType]:
@@ -73,6 +74,7 @@ NODE_TYPES: dict[str, NodeType] = {
                 "num_frames": "INT64",
                 **{name: "DOUBLE" for name in MOTION_DESCRIPTORS},
             },
+            media="video_path",
         ),
         NodeType("Motion", {"name": "STRING", "description": "STRING"}),
         NodeType(
@@ -86,6 +88,31 @@ NODE_TYPES: dict[str, NodeType] = {
                 "parameters": "STRING",  # a JSON object: frames, size, steps, guidance, motion_strength...
                 "timings": "STRING",  # a JSON object: seconds per stage
             },
+            media="video_path",
+        ),
+        NodeType(
+            "MotionLora",  # a motion LoRA trained on one clip's temporal attention (migration V0005)
+            {
+                "file_path": "STRING",  # relative to the data dir's media/ folder, e.g. motion-lora/<key>.safetensors
+                "sha256": "STRING",  # content hash of that file
+                "model_id": "STRING",  # the backbone's folder name
+                "backbone_sha256": "STRING",  # content hash of the backbone folder it was trained on
+                "clip_sha256": "STRING",  # content hash of the reference clip's video
+                "rank": "INT64",
+                "alpha": "DOUBLE",
+                "steps": "INT64",
+                "learning_rate": "DOUBLE",
+                "seed": "INT64",
+                "num_frames": "INT64",  # the clip was resampled to this many frames and this size
+                "width": "INT64",
+                "height": "INT64",
+                "loss": "STRING",  # the training loss's name
+                "loss_before": "DOUBLE",  # mean loss on fixed (timestep, noise) draws before training
+                "loss_after": "DOUBLE",  # ... and after
+                "train_s": "DOUBLE",
+                "trained_at": "STRING",  # ISO-8601 UTC
+            },
+            media="file_path",
         ),
     )
 }
@@ -115,6 +142,8 @@ REL_TYPES: dict[str, RelType] = {
         # The design named this `FOR`, but FOR is a reserved word in Ladybug's Cypher parser and every
         # schema-driven query writes types unquoted, so the stored type is GENERATED_FOR.
         RelType("GENERATED_FOR", "GeneratedVideo", "SellingPoint"),
+        RelType("TRAINED_ON", "MotionLora", "CreativeClip"),  # the clip whose motion the LoRA learnt
+        RelType("USED_LORA", "GeneratedVideo", "MotionLora", {"scale": "DOUBLE"}),  # applied at this scale
     )
 }
 

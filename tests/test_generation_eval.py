@@ -20,7 +20,8 @@ from generation.evaluate import (
 )
 from generation.generator import Generator
 from generation.metrics import CLIP_UNAVAILABLE, motion_magnitude, motion_smoothness, temporal_consistency, text_video_alignment
-from generation.request import GenerationOptions
+from generation.motion_lora import MotionLoraConfig, train_clip_lora
+from generation.request import GenerationOptions, GenerationRequest
 from kb.backends import open_store
 from kb.graph import AckbGraph, graph_from_store
 from kdcvg.config import Settings
@@ -54,7 +55,8 @@ def test_eval_compares_every_variant_with_plain_on_the_same_seeds_and_measures_t
     leak = pairs[0]
     product = graph.nodes["Product"][graph.index("Product")[leak["product"]]]
     assert leak["text"] == f"{product['name']}, Leak-proof lid" == leak["plain"]["prompt"]  # product + selling point only
-    assert leak["plain"]["negative_prompt"] == PLAIN_NEGATIVE and "Camera motion" in leak["spectral"]["prompt"]
+    assert leak["plain"]["negative_prompt"] == PLAIN_NEGATIVE == leak["spectral"]["negative_prompt"]
+    assert leak["spectral"]["prompt"] == leak["inversion"]["prompt"] == leak["text"]  # the motion rows differ from plain by motion only
     assert leak["reference_video"].startswith("clips/")
     assert leak["spectral"]["motion_prior"]["strength"] == 0.5 and leak["inversion"]["motion_prior"]["strength"] == 0.7
     for pair in pairs:
@@ -106,12 +108,36 @@ def test_min_max_score_is_the_papers_aggregate() -> None:
     result = min_max_scores(summary, variants)
     assert result["metrics"] == ["text_video_alignment", "motion_fidelity", "motion_smoothness"]
     assert result["scores"] == pytest.approx({"plain": 100 * (0 + 0 + 1) / 3, "spectral": 100 * (0.5 + 1 + 0) / 3, "inversion": 100 * (1 + 0.5 + 0.5) / 3})
-    with pytest.raises(EvaluationError, match="unknown variant.*'full'"):
-        check_variants(("inversion", "full"))
+    with pytest.raises(EvaluationError, match="unknown variant.*'mkr'"):
+        check_variants(("inversion", "mkr"))
     with pytest.raises(EvaluationError, match="at least one MKR variant"):
         check_variants(("plain",))
     assert check_variants(("inversion", "spectral")) == variants
     assert check_variants(("inversion+lora", "lora")) == ("plain", "lora", "inversion+lora")
+    assert check_variants(("full", "spectral")) == ("plain", "spectral", "full")
+
+
+def test_the_ablation_adds_the_lora_then_the_knowledge_prompt(mkr_world: tuple[Settings, Path], tmp_path: Path) -> None:
+    settings, model = mkr_world
+    generator = Generator(model, settings)
+    probe = GenerationRequest(product="prod-thermopeak-insulated-bottle", selling_point=LEAK, motion_strength=0.0, frames=4,
+                              height=32, width=32, steps=1)  # fmt: skip
+    best = generator.generate(probe, scratch_dir=tmp_path / "probe").reference_clips[0]
+    with open_store(settings) as store:
+        lora = train_clip_lora(store, generator.pipe, best, model_dir=model, media_dir=settings.media_dir, cache_dir=settings.cache_dir,
+                               config=MotionLoraConfig(steps=1), num_frames=4, height=32, width=32)  # fmt: skip
+    try:
+        report = evaluate_generation(generator, [LEAK], seeds=[0], videos_dir=tmp_path / "videos", variants=("inversion+lora", "full"), **SMALL)
+    finally:  # the shared world keeps no LoRA (other tests expect none)
+        with open_store(settings) as store:
+            store.write(lambda tx: tx.run("MATCH (m:MotionLora {id: $id}) DETACH DELETE m", id=lora.id))
+        lora.weights.unlink()
+    (pair,) = report["pairs"]
+    assert report["options"]["variants"] == ["plain", "inversion+lora", "full"] and not report["skipped"]
+    assert pair["inversion+lora"]["prompt"] == pair["text"] and pair["inversion+lora"]["prompt_rewrite"]["rewriter"] == "plain"
+    assert "Camera motion" in pair["full"]["prompt"] and pair["full"]["prompt_rewrite"]["rewriter"] == "graph"
+    assert pair["inversion+lora"]["motion_lora"]["id"] == pair["full"]["motion_lora"]["id"] == lora.id
+    assert pair["full"]["motion_prior"]["method"] == "inversion" and pair["full"]["motion_prior"]["strength"] == 0.7
 
 
 def test_cli_eval_defaults_to_held_out_selling_points_and_says_what_is_unavailable(

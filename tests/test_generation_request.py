@@ -47,6 +47,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "generation-request.md"
         ("guidance_scale", float("inf")),
         ("ip_adapter_scale", 2.0),
         ("motion_lora", ""),
+        ("motion_lora", "m" * 201),
         ("motion_lora_scale", 2.5),
         ("colour", "red"),
     ],
