@@ -212,22 +212,6 @@ class Curator:
 
     # ---- relationships -------------------------------------------------------------------------
 
-    def relate(self, type_: str, source: str, target: str) -> Row:
-        """Link two nodes by a property-less type (IN_CATEGORY, HAS_SELLING_POINT, FEATURES, HAS_MOTION)."""
-        rel = _relationship_repository(type_)
-        if rel.spec.properties:
-            raise RecordValidationError(f"{type_} has properties: use link_clip/set_link_status", field="type")
-        row = rel.prepare(source, target)
-
-        def work(tx: Transaction) -> Row:
-            if rel.lock_in(tx, source, target) is not None:
-                raise ConflictError(f"{source!r} is already linked to {target!r} by {type_}")
-            rel.link_in(tx, row)
-            self._audit(tx, "link", type_, link_key(source, target), None, row)
-            return row
-
-        return self.store.write(work)
-
     def unrelate(self, type_: str, source: str, target: str) -> None:
         """Remove one relationship of any curated type (NotFoundError if the pair is not linked)."""
         rel = _relationship_repository(type_)

@@ -92,14 +92,17 @@ def test_changed_knowledge_gets_a_new_bundle_and_generated_videos_do_not(served:
         Curator(store, "tester", served.media_dir).update("CreativeClip", clip, {"caption": "A frosted steel bottle on ice"}, expected_version=row["version"])
         changed = knowledge_fingerprint(store)
         assert changed != fingerprint
-        curator = Curator(store, "tester", served.media_dir)  # a swapped link keeps every count: the audit trail shows it
-        curator.unrelate("HAS_MOTION", clip, graph.motion_of_clip[clip])
-        curator.relate("HAS_MOTION", clip, next(m for m in graph.ids("Motion") if m != graph.motion_of_clip[clip]))
+        curator = Curator(store, "tester", served.media_dir)  # a moved link keeps every count: the audit trail shows it
+        link = next(r for r in graph.relationships["ILLUSTRATES"] if r["from"] == clip)
+        curator.unlink_clip(clip, link["to"])
+        moved_to = next(s for s in graph.ids("SellingPoint") if s != link["to"])
+        curator.link_clip(clip, moved_to, status=link["status"], score=link.get("score"))
         assert knowledge_fingerprint(store) not in (fingerprint, changed)
     loaded = load_sar(served)
     assert len(_bundles(served)) == len(before) + 1
     assert loaded.graph.nodes["CreativeClip"][loaded.graph.index("CreativeClip")[clip]]["caption"] == "A frosted steel bottle on ice"
-    assert loaded.graph.motion_of_clip[clip] != graph.motion_of_clip[clip]
+    now = {r["to"]: r["status"] for r in loaded.graph.relationships["ILLUSTRATES"] if r["from"] == clip}
+    assert now.get(moved_to) == link["status"] and link["to"] not in now
 
 
 def _encoder_copy(target: Path, layers: int) -> Path:
