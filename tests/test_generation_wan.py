@@ -12,7 +12,7 @@ import pytest
 import torch
 from diffusers import CogVideoXDDIMScheduler, DDIMScheduler, DiffusionPipeline, UniPCMultistepScheduler
 
-from generation.api import generate
+from generation.api import generate_for
 from generation.backbones import FAMILIES, BackboneError, load_backbone
 from generation.inversion import flow_inverse_scheduler, flow_sigmas, invert_latents, is_flow_matching
 from generation.motion_prior import encode_reference, spectral_mix
@@ -220,8 +220,8 @@ def test_inversion_prior_beta_one_starts_from_the_rescaled_inverted_noise_and_hi
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"num_frames": 8}, "wan: num_frames must be 4·k \\+ 1"), ({"num_frames": 85}, "1\\.\\.81"), ({"height": 72}, "multiple of 16"),
-     ({"width": 40}, "multiple of 16")],
+    [({"num_frames": 8}, "num_frames: wan needs 4·k \\+ 1 frames"), ({"num_frames": 85}, "num_frames: .*less than or equal to 81"),
+     ({"height": 72}, "height: wan needs a multiple of 16"), ({"width": 40}, "width: wan needs a multiple of 16")],
 )  # fmt: skip
 def test_family_request_rules(pipe, kwargs: dict, match: str) -> None:
     with pytest.raises(GenerationError, match=match):
@@ -230,7 +230,7 @@ def test_family_request_rules(pipe, kwargs: dict, match: str) -> None:
 
 def test_wans_reference_setting_is_a_valid_request_and_other_families_keep_their_cap() -> None:
     validate_request(81, 480, 832, 50, FAMILIES["WanPipeline"])  # Wan2.1-T2V-1.3B: 81 frames, 480×832, 50 steps
-    with pytest.raises(GenerationError, match="1\\.\\.64"):
+    with pytest.raises(GenerationError, match="num_frames: animatediff takes at most 64 frames"):
         validate_request(65, 64, 64, 4, FAMILIES["AnimateDiffPipeline"])
 
 
@@ -243,8 +243,8 @@ def test_api_cli_and_batch_record_family_prior_beta_and_cache(
     mkr_world: tuple[Settings, Path], tiny_dir: Path, tmp_path: Path
 ) -> None:
     settings, _ = mkr_world
-    small = {"num_frames": 5, "height": 32, "width": 32, "steps": 2}
-    first = generate(BOTTLE, LEAK, model_dir=tiny_dir, seed=2, motion_prior="inversion", settings=settings, **small)
+    small = {"frames": 5, "height": 32, "width": 32, "steps": 2}
+    first = generate_for(BOTTLE, LEAK, model=tiny_dir, seed=2, motion_prior="inversion", settings=settings, **small)
     parameters = first.parameters
     assert parameters["backbone_family"] == "wan"
     prior = parameters["motion_prior"]
@@ -285,5 +285,5 @@ def test_api_cli_and_batch_record_family_prior_beta_and_cache(
     before = generated_state(settings)
     requests.write_text(json.dumps({"product": BOTTLE, "selling_point": LEAK, "frames": 8, "size": 32}) + "\n")
     refused = kdcvg_in(settings, "generate", "--batch", str(requests), "--model", str(tiny_dir))
-    assert refused.exit_code == 2 and f"{requests}:1:frames/size: wan: num_frames must be 4·k + 1" in refused.stderr
+    assert refused.exit_code == 2 and f"{requests}:1:frames: wan needs 4·k + 1 frames" in refused.stderr
     assert generated_state(settings) == before
