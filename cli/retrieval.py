@@ -123,7 +123,7 @@ def feedback(
         kept, history = refine_with_feedback(
             model, graph, features, split, feedback_config, progress=sys.stderr.isatty(), sar_config=config, validation=validation
         )
-        stats = {key: history[key] for key in ("kept", "reason", "validation", "validation_queries", "judgements")}
+        stats = {key: history[key] for key in ("kept", "reason", "gate", "validation", "validation_queries", "judgements")}
         metrics: dict[str, Any] = {"feedback_loss": history["loss"], "feedback_seconds": history["seconds"], "feedback": stats}
         if split.test:
             scores = SarRetriever(kept, graph, features, set(split.train), text_mix=config.text_mix, knn_mix=config.knn_mix).score_matrix(split.test)
@@ -157,7 +157,7 @@ def evaluate(
     from kb.graph import graph_from_directory, graph_from_store
     from retrieval.evaluate import PROTOCOLS, evaluate_protocol, format_protocol_table
     from retrieval.features import TextEncoder, build_features
-    from retrieval.rankers import learned_rankers
+    from retrieval.rankers import FEEDBACK_COMPARISONS, learned_rankers
 
     if protocol not in PROTOCOLS:
         fail(f"unknown protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}", 2)
@@ -175,7 +175,10 @@ def evaluate(
                 graph = graph_from_store(store, config.media_dir)
         features = build_features(graph, TextEncoder(config.text_encoder_path), config.cache_dir)
         learned_for_seed = (lambda s: learned_rankers(seed=s)) if learned else None
-        result = evaluate_protocol(graph, features, protocol, seeds=seeds, first_seed=seed, fraction=test_fraction, extra_rankers=learned_for_seed)
+        result = evaluate_protocol(
+            graph, features, protocol, seeds=seeds, first_seed=seed, fraction=test_fraction, extra_rankers=learned_for_seed,
+            compare=FEEDBACK_COMPARISONS,
+        )
     if as_json:
         print(json.dumps(result, indent=2))
     else:

@@ -429,6 +429,7 @@ def evaluate_protocol(
     first_seed: int = 0,
     fraction: float | None = None,
     extra_rankers: RankerFactory | None = None,
+    compare: Sequence[tuple[str, str]] = (),
     ks: Sequence[int] = DEFAULT_KS,
     metrics: Sequence[str] = TABLE_METRICS,
 ) -> dict[str, Any]:
@@ -437,6 +438,8 @@ def evaluate_protocol(
     `extra_rankers(seed)` gives the learned rankers for a seed (e.g. `retrieval.rankers.learned_rankers(seed=seed)`);
     they see only the seed's graph view. Per metric: mean, std over seeds, 95 % interval; and the
     paired difference (per query, pooled over seeds) against the best baseline by NDCG@10.
+    `compare`: (ranker, reference) pairs whose paired differences are also given on every metric
+    (e.g. the feedback-updated model against the model before feedback); pairs naming an absent ranker are skipped.
     """
     if protocol not in TASKS:
         raise BadInputError(f"unknown protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
@@ -480,6 +483,11 @@ def evaluate_protocol(
         row["vs_best"] = {metric: _paired(per_seed, runs[best], metric, first_seed) for metric in metrics}
         rows.append(row)
     leak = {name: _paired(runs[name], runs["random"], "NDCG@10", first_seed) for name in STRUCTURE_RANKERS}
+    comparisons = [
+        {"method": a, "reference": b, **{metric: _paired(runs[a], runs[b], metric, first_seed) for metric in metrics}}
+        for a, b in compare
+        if a in runs and b in runs
+    ]
     return {
         "protocol": protocol,
         "seeds": list(range(first_seed, first_seed + seeds)),
@@ -490,6 +498,7 @@ def evaluate_protocol(
         "best_baseline": best,
         "rows": rows,
         "leak_check": {"metric": "NDCG@10", "structure_minus_random": leak},
+        "comparisons": comparisons,
     }
 
 
@@ -517,6 +526,11 @@ def format_protocol_table(result: Mapping[str, Any]) -> str:
         "Leak check (structure only minus random, NDCG@10): "
         + ", ".join(f"{name} {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" for name, d in leak.items()),
     ]
+    for pair in result.get("comparisons", []):
+        notes.append(
+            f"{pair['method']} minus {pair['reference']} (paired): "
+            + ", ".join(f"{m} {pair[m]['mean']:+.3f} [{pair[m]['low']:+.3f}, {pair[m]['high']:+.3f}]" for m in metrics)
+        )
     return "\n".join(lines + [""] + notes)
 
 

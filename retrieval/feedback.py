@@ -7,15 +7,20 @@ and the clips of selling points annotators rejected as the same claim), weighted
 and random unlinked clips. It replaces a REINFORCE stage whose reward mixed text alignment and
 motion share with the judgements, which raised its own reward and lowered held-out ranking.
 
-Gate: the validation selling points are those of the training products `train_sar` left out of
-supervision (`validation_fraction` of them; their links still pass messages when served), so
-neither model has learned from them. The candidate is fine-tuned on the other products only.
-Current and candidate model then rank clips for the validation products' selling points as the
-cold-start evaluation does (their links and relations removed from the graph; other products'
-clips ranked, relevant = their SAME_CLAIM partners' approved clips; own approved clips on an
-ACKB without SAME_CLAIM judgements), and the candidate is kept only when its NDCG@10 is higher by
-more than `min_gain` and no other metric drops by more than `tolerance`. The returned history
-says which model was kept and why.
+Gate: the candidate is kept only when it ranks better on training products that neither it nor
+the current model has learned from. Two cases, by what the current model learnt:
+- it was trained on every training product (`SarConfig.validation_fraction` 0, the default): a
+  shadow model is trained the same way on all but `validation_fraction` of the products, the
+  update is tried on the shadow, and the shadow before and after are compared on the products left
+  out; if the update helps there, it is applied to the current model with every training product's
+  judgements (the refit: validation costs no supervision of the served model);
+- it left some products out of supervision (`validation`, kept in older checkpoints): the update is
+  tried on it directly and compared on those.
+Comparison as the cold-start evaluation does (the validation products' links and relations
+removed from the graph; other products' clips ranked, relevant = their SAME_CLAIM partners'
+approved clips; own approved clips on an ACKB without SAME_CLAIM judgements): the candidate wins
+only when its NDCG@10 is higher by more than `min_gain` and no other metric drops by more than
+`tolerance`. The returned history says which model was kept and why.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from retrieval.train import (
     seeded,
     served_scores,
     torch_threads,
+    train_sar,
     training_graph,
     validation_selling_points,
 )
@@ -57,7 +63,7 @@ class FeedbackConfig:
     temperature: float = 0.1  # pairwise logistic: softplus(-(positive - negative) / temperature)
     pairs: int = 16  # (approved, negative) pairs sampled per query per epoch
     rejected_weight: float = 2.0  # weight of a pair whose negative an annotator rejected
-    validation_fraction: float = 0.2  # share of training products held out to gate the update when the caller names none
+    validation_fraction: float = 0.2  # share of training products a shadow model leaves out, to validate the update on
     min_gain: float = 0.0  # the candidate's validation NDCG@10 must beat the current one's by more than this
     tolerance: float = 0.01  # ... and no other validation metric may drop by more than this
     seed: int = 0
@@ -154,31 +160,59 @@ def refine_with_feedback(
     sar_config: SarConfig | None = None,
     validation: list[str] | None = None,
 ) -> tuple[SarGAT, dict[str, Any]]:
-    """Fine-tune a copy of the model on the judgements of `split.train`, gated on held-out training products.
+    """Fine-tune the model on the judgements of `split.train` if a validation gate on unseen products says it helps.
 
-    `validation`: the training selling points the model was not supervised on (`train_sar`'s
-    history and the checkpoint meta keep them); None draws `validation_fraction` of the products
-    here, which the model may have learned from, so the gate then favours neither model fairly.
-    Returns (the kept model: the candidate or the input model itself, history). history: `loss` per
-    epoch, `kept` ("candidate" or "current"), `reason`, `validation` {"current", "candidate"}
-    metrics, `validation_queries`, `judgements` {"approved", "rejected"}, `seconds`.
+    `validation`: training selling points the model was not supervised on (older checkpoints keep
+    them); the update is then tried on the model itself. Empty or None (a model trained on every
+    training product): the update is tried on a shadow model trained without `validation_fraction`
+    of the products, and applied to the served model only if the shadow improved on them.
+    Returns (the kept model: the updated one or the input model itself, history). history: `loss`
+    per epoch, `kept` ("candidate" or "current"), `reason`, `validation` {"current", "candidate"}
+    metrics, `validation_queries`, `judgements` {"approved", "rejected"}, `gate` ("refit" or
+    "held-out"), `seconds`.
     """
     config = config or FeedbackConfig()
     sar_config = replace(sar_config or SarConfig(), seed=config.seed)
     base = getattr(retriever_or_model, "model", retriever_or_model)
     if not isinstance(base, SarGAT):
         raise TypeError(f"expected a SarGAT or a SarRetriever, got {type(retriever_or_model).__name__}")
+    if validation:
+        candidate, keep, history = _tried_update(base, graph, features, split.train, list(validation), config, sar_config, progress)
+        return (candidate if keep else base), history | {"gate": "held-out"}
+    with seeded(config.seed) as gen:
+        queries = validation_selling_points(graph, split.train, config.validation_fraction, gen)
+    fit_ids = [sp for sp in split.train if sp not in set(queries)]
+    shadow = base  # fewer than 3 products: nothing to validate on, the gate keeps the current model
+    if queries:
+        shadow, _ = train_sar(graph, features, Split(fit_ids, split.test), replace(sar_config, validation_fraction=0.0), progress=progress)
+    _, keep, history = _tried_update(shadow, graph, features, split.train, queries, config, sar_config, progress)
+    history["gate"] = "refit"
+    if not keep:
+        return base, history
+    refit = copy.deepcopy(base)
     with torch_threads(config.threads), seeded(config.seed) as gen:
-        queries = list(validation) if validation is not None else validation_selling_points(graph, split.train, config.validation_fraction, gen)
-        fit_ids = set(split.train) - set(queries)
+        tg = training_graph(graph, features, set(split.train))
+        rejected = rejected_pairs(graph, set(split.train))
+        history["refit"] = {"approved": int(tg.links.shape[1]), "rejected": int(rejected.shape[1])}
+        history["refit"] |= _update(refit, tg, rejected, sar_config, config, gen, progress)
+    return refit, history
+
+
+def _tried_update(
+    model: SarGAT, graph: AckbGraph, features: dict[str, np.ndarray], train: list[str], queries: list[str],
+    config: FeedbackConfig, sar_config: SarConfig, progress: bool,
+) -> tuple[SarGAT, bool, dict[str, Any]]:  # fmt: skip
+    """(updated copy of `model`, keep it?, history): fine-tuned on `train` minus `queries`, both models compared on `queries`."""
+    fit_ids = set(train) - set(queries)
+    with torch_threads(config.threads), seeded(config.seed) as gen:
         tg = training_graph(graph, features, fit_ids)
         rejected = rejected_pairs(graph, fit_ids)
         history: dict[str, Any] = {"judgements": {"approved": int(tg.links.shape[1]), "rejected": int(rejected.shape[1])}}
         if tg.links.shape[1] == 0:
             raise ValueError("no approved ILLUSTRATES links among the training selling points: no feedback to learn from")
-        candidate = copy.deepcopy(base)
+        candidate = copy.deepcopy(model)
         history |= _update(candidate, tg, rejected, sar_config, config, gen, progress)
-    current_metrics = validation_metrics(base, graph, features, fit_ids, queries, sar_config)
+    current_metrics = validation_metrics(model, graph, features, fit_ids, queries, sar_config)
     candidate_metrics = validation_metrics(candidate, graph, features, fit_ids, queries, sar_config)
     keep, reason = gate(current_metrics, candidate_metrics, config)
     history.update(
@@ -187,7 +221,7 @@ def refine_with_feedback(
         validation={"current": current_metrics, "candidate": candidate_metrics},
         validation_queries=len(queries),
     )
-    return (candidate if keep else base), history
+    return candidate, keep, history
 
 
 def _update(model: SarGAT, tg: TrainingGraph, rejected: torch.Tensor, sar_config: SarConfig, config: FeedbackConfig, gen: torch.Generator, progress: bool) -> dict[str, Any]:

@@ -22,6 +22,8 @@ from retrieval.sar import SarRetriever
 from retrieval.split import Split
 from retrieval.train import SarConfig, train_sar
 
+FEEDBACK_COMPARISONS = (("GAT+FB", "GAT"), ("GAT+FB+text", "GAT+text"))  # what feedback changed, paired per query
+
 
 def learned_rankers(
     config: SarConfig | None = None, feedback: FeedbackConfig | None = None, *, seed: int | None = None, progress: bool = False

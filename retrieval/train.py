@@ -63,7 +63,7 @@ class SarConfig:
     cold_fraction: float = 0.25  # share of training products masked as new (cold start) each epoch
     claim_weight: float = 1.0  # weight of the selling point <-> SAME_CLAIM partner loss
     knn_mix: float = 1.0  # score += knn_mix * cosine to the clip's prototype (learned nearest-neighbour vote)
-    validation_fraction: float = 0.2  # share of training products never supervised on: the feedback gate's unseen validation
+    validation_fraction: float = 0.0  # share of training products left out of supervision (0: the feedback gate refits instead)
     seed: int = 0
     test_fraction: float = 0.2
     text_mix: float = 1.0  # served score also adds text_mix * text cosine (chosen on a validation split)
@@ -264,9 +264,9 @@ def train_sar(
 ) -> tuple[SarGAT, dict[str, Any]]:
     """Train SarGAT on the approved links and relations of `split.train`; returns (model in eval mode, history).
 
-    A `validation_fraction` of the training products is left out of supervision (their links still
-    pass messages when the model is served), so the feedback stage can compare models on products
-    neither has learned from. history: `loss` (per epoch), `seconds`, `train_pairs`, `claim_pairs`,
+    A `validation_fraction` of the training products (default none) can be left out of supervision
+    (their links still pass messages when served), for a feedback gate on products the model has not
+    learned from; by default the feedback stage validates on a shadow model instead. history: `loss` (per epoch), `seconds`, `train_pairs`, `claim_pairs`,
     `validation_selling_points`.
     """
     config = config or SarConfig()

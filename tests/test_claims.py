@@ -267,6 +267,7 @@ def test_demo_relations_are_valid_once_per_pair_across_products_and_only_among_s
     assert ("sp-commuter-travel-mug-spill-proof", "sp-thermopeak-insulated-bottle-leak-proof") in approved
     pair = demo.select_products(["thermopeak-insulated-bottle", "commuter-travel-mug"])
     assert [(r["from"], r["to"], r["status"]) for r in demo.same_claim_rows(pair)] == [
+        ("sp-commuter-travel-mug-ceramic-interior", "sp-thermopeak-insulated-bottle-bpa-free", "proposed"),
         ("sp-commuter-travel-mug-hot-12h", "sp-thermopeak-insulated-bottle-cold-24h", "rejected"),
         ("sp-commuter-travel-mug-spill-proof", "sp-thermopeak-insulated-bottle-leak-proof", "approved"),
     ]

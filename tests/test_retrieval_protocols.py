@@ -215,6 +215,18 @@ def test_intervals_cover_the_mean_and_a_ranker_against_itself_differs_by_zero(gr
     assert rows["random"]["vs_best"]["NDCG@10"]["high"] < 0, "the best baseline beats chance"
 
 
+def test_named_pairs_get_paired_differences_on_every_metric(graph: AckbGraph, features: dict[str, np.ndarray]) -> None:
+    """What feedback changed is read as a paired difference per query (e.g. GAT+FB minus GAT), not from two intervals."""
+    compare = [("sp-knn", "random"), ("random", "random"), ("absent", "random")]
+    result = evaluate_protocol(graph, features, "cold-start", seeds=2, compare=compare)
+    pairs = {(c["method"], c["reference"]): c for c in result["comparisons"]}
+    assert set(pairs) == {("sp-knn", "random"), ("random", "random")}, "a pair naming an absent ranker is skipped"
+    assert all(pairs[("random", "random")][m] == {"mean": 0.0, "low": 0.0, "high": 0.0} for m in ("NDCG@10", "Recall@10", "MRR"))
+    knn = pairs[("sp-knn", "random")]
+    assert knn["NDCG@10"]["low"] > 0 and knn["NDCG@10"]["low"] <= knn["NDCG@10"]["mean"] <= knn["NDCG@10"]["high"]
+    assert "sp-knn minus random (paired): NDCG@10 +" in format_protocol_table(result)
+
+
 def test_bootstrap_interval() -> None:
     values = np.random.default_rng(1).random(200)
     mean, low, high = bootstrap_interval(values, seed=3)

@@ -108,6 +108,23 @@ def test_feedback_gate_keeps_the_current_model_when_the_candidate_is_not_better(
     assert kept is model and all(torch.equal(before[k], v) for k, v in kept.state_dict().items())
 
 
+def test_feedback_validates_on_a_shadow_model_and_refits_the_served_one_on_every_product(
+    demo: dict[str, Any], trained: tuple[Any, dict[str, Any]]
+) -> None:
+    """A model trained on every training product is validated through a shadow that left products out; an update
+    that passes is then learnt from all products' judgements, so validation costs the served model no supervision."""
+    model, history = trained
+    assert history["validation_selling_points"] == [], "by default SAR learns from every training product"
+    always = FeedbackConfig(epochs=2, min_gain=-1.0, tolerance=1.0)
+    refined, stats = refine_with_feedback(model, demo["graph"], demo["features"], demo["split"], always, progress=False, sar_config=SarConfig(epochs=5))
+    assert stats["gate"] == "refit" and stats["kept"] == "candidate" and stats["validation_queries"] > 0
+    assert stats["refit"]["approved"] > stats["judgements"]["approved"], "the refit learns from the validation products too"
+    assert len(stats["refit"]["loss"]) == 2 and refined is not model
+    never = FeedbackConfig(epochs=2, min_gain=1.0)
+    kept, stats = refine_with_feedback(model, demo["graph"], demo["features"], demo["split"], never, progress=False, sar_config=SarConfig(epochs=5))
+    assert stats["gate"] == "refit" and stats["kept"] == "current" and kept is model and "refit" not in stats
+
+
 def test_feedback_gate_rule() -> None:
     from retrieval.feedback import gate
 

@@ -434,6 +434,13 @@ SAME_CLAIMS: list[tuple[str, str, str, str, str, float, str]] = [
     ("thermopeak-insulated-bottle", "cold-24h", "commuter-travel-mug", "hot-12h", "rejected", 0.86, "demo-annotator-2"),
     ("sunshield-spf50-sunscreen", "water-resistant", "airbeat-wireless-earbuds", "ipx5", "rejected", 0.66, "demo-annotator-1"),
     ("sunshield-spf50-sunscreen", "non-greasy", "curldefine-leave-in-conditioner", "no-rinse", "rejected", 0.62, "demo-annotator-3"),
+    ("hydraglow-sheet-mask", "fragrance-free", "velvet-night-cream", "dermatologist-tested", "approved", 0.78, "demo-annotator-1"),
+    ("studiomax-headphones", "foldable", "pulse-portable-speaker", "carry-strap", "approved", 0.76, "demo-annotator-2"),
+    ("aquasonic-electric-toothbrush", "soft-bristles", "brightmint-whitening-toothpaste", "enamel-safe", "approved", 0.73, "demo-annotator-3"),
+    ("silkshine-argan-shampoo", "frizz-control", "curldefine-leave-in-conditioner", "defined-curls", "approved", 0.74, "demo-annotator-1"),
+    ("airbeat-wireless-earbuds", "secure-fit", "studiomax-headphones", "memory-foam", "proposed", 0.72, "sar-model"),
+    ("thermopeak-insulated-bottle", "bpa-free", "commuter-travel-mug", "ceramic-interior", "proposed", 0.70, "sar-model"),
+    ("studiomax-headphones", "multipoint", "pulse-portable-speaker", "stereo-pair", "rejected", 0.81, "demo-annotator-2"),
 ]
 
 TIMESTAMP = "2026-01-01T00:00:00.000000Z"  # fixed created_at/updated_at: byte-stable output
