@@ -19,6 +19,7 @@ from diffusers import DiffusionPipeline
 from generation.api import generate_for
 from generation.backbones import load_backbone
 from generation.motion_lora import (
+    DenoisingObjective,
     LoRALinear,
     MotionLoraConfig,
     MotionLoraError,
@@ -32,9 +33,9 @@ from generation.motion_lora import (
     use_motion_lora,
 )
 from generation.motion_prior import encode_reference
-from generation.pipeline import generate_frames
+from generation.pipeline import family_call_kwargs, generate_frames
 from generation.reference_video import read_reference
-from generation.tiny import write_tiny_animatediff, write_tiny_cogvideox, write_tiny_wan
+from generation.tiny import TINY_COGVIDEOX, assemble_cogvideox, write_tiny_animatediff, write_tiny_cogvideox, write_tiny_wan
 from kb.backends import open_store
 from kb.interchange import sha256_file
 from kdcvg.config import Settings
@@ -105,6 +106,39 @@ def test_each_family_adapts_the_queries_of_the_attention_that_mixes_frames(pipes
     with attached(pipe, rank=2, alpha=2.0) as adapters:
         assert sorted(adapters) == sorted(names) == sorted(_wrapped(pipe))
     assert not _wrapped(pipe)
+
+
+@pytest.fixture(scope="module")
+def rotary_cogvideox(tmp_path_factory: pytest.TempPathFactory) -> DiffusionPipeline:
+    """A tiny CogVideoX whose DiT uses 3-D rotary position embeddings (as CogVideoX-5b does; the tiny default does not)."""
+    root = tmp_path_factory.mktemp("rotary")
+    transformer = {**TINY_COGVIDEOX["transformer"], "attention_head_dim": 16, "use_rotary_positional_embeddings": True}
+    assemble_cogvideox(root / "scratch", {**TINY_COGVIDEOX, "transformer": transformer}).save_pretrained(root / "cogvideox-rotary")
+    return load_backbone(root / "cogvideox-rotary")  # loaded like any checkpoint (eval mode: no dropout)
+
+
+@pytest.mark.parametrize("family", [*WRITERS, "cogvideox-rotary"])
+def test_training_conditions_the_denoiser_as_the_pipeline_does(
+    pipes: dict[str, DiffusionPipeline], rotary_cogvideox: DiffusionPipeline, reference_clip: Path, family: str
+) -> None:
+    pipe = rotary_cogvideox if family == "cogvideox-rotary" else pipes[family]
+    frames = FRAMES[family.split("-")[0]]
+    latents = encode_reference(pipe, read_reference(reference_clip, frames, SIZE, SIZE))
+    objective = DenoisingObjective(pipe, latents)
+    seen: list[dict] = []
+    hook = denoiser_of(pipe).register_forward_pre_hook(lambda _m, _args, kwargs: seen.append(kwargs), with_kwargs=True)
+    try:  # the pipeline's own call with the empty prompt and no guidance: what its denoiser receives
+        pipe(prompt="", num_frames=frames, height=SIZE, width=SIZE, num_inference_steps=1, guidance_scale=1.0, latents=latents,
+             output_type="latent", **family_call_kwargs(pipe))  # fmt: skip
+    finally:
+        hook.remove()
+    assert torch.equal(objective.text, seen[0]["encoder_hidden_states"])  # same prompt encoding, length and per-frame copies
+    rotary = seen[0].get("image_rotary_emb")
+    assert (rotary is not None) == (family == "cogvideox-rotary") == ("image_rotary_emb" in objective.extra)
+    if rotary is not None:
+        assert all(torch.equal(a, b) for a, b in zip(objective.extra["image_rotary_emb"], rotary, strict=True))
+        weights, _losses, check = train_motion_lora(pipe, latents, MotionLoraConfig(steps=2, learning_rate=1e-2))
+        assert len(weights) == 2 * len(adapted_layer_names(pipe)) and check["after"] != check["before"]
 
 
 @pytest.mark.parametrize("family", DITS)
