@@ -117,6 +117,11 @@ def adapted_layer_names(pipe: DiffusionPipeline) -> list[str]:
     return names
 
 
+def frame_axis_of(pipe: DiffusionPipeline) -> int:
+    """The frame axis of the family's latents: 2 for (B, C, F, h, w) (AnimateDiff, Wan), 1 for (B, F, C, h, w) (CogVideoX)."""
+    return 2 if backbone_family(pipe).latent_layout == "BCFHW" else 1
+
+
 def _set(root: torch.nn.Module, name: str, module: torch.nn.Module) -> None:
     parent, _, child = name.rpartition(".")
     setattr(root.get_submodule(parent) if parent else root, child, module)
@@ -161,17 +166,21 @@ class DenoisingObjective:
     """
 
     def __init__(self, pipe: DiffusionPipeline, clean: torch.Tensor) -> None:
-        family = backbone_family(pipe)
         self.denoiser = denoiser_of(pipe)
         self.scheduler = pipe.scheduler
         self.clean = clean
-        self.frame_axis = 2 if family.latent_layout == "BCFHW" else 1
+        self.frame_axis = frame_axis_of(pipe)
         self.levels = int(self.scheduler.config.num_train_timesteps)
         self.sigmas = flow_sigmas(self.scheduler, self.levels)[:-1].to(clean.device) if is_flow_matching(self.scheduler) else None
         self.is_unet = getattr(pipe, "unet", None) is not None
         self.text = empty_prompt_embeds(pipe, clean.shape[self.frame_axis])
         self.extra: dict[str, Any] = {}
         config = self.denoiser.config
+        if config.get("patch_size_t") and clean.shape[1] % config["patch_size_t"]:  # CogVideoX 1.5 patches time too
+            raise MotionLoraError(
+                f"this backbone patches {config['patch_size_t']} latent frames together: the clip's {clean.shape[1]} latent frames "
+                f"must be a multiple (choose the frame count accordingly)"
+            )
         if config.get("use_rotary_positional_embeddings"):
             _frames, height, width = video_size_of(pipe, clean)
             self.extra["image_rotary_emb"] = pipe._prepare_rotary_positional_embeddings(height, width, clean.shape[1], clean.device)
@@ -232,7 +241,7 @@ def train_motion_lora(
     """
     config.check()
     denoiser = denoiser_of(pipe)
-    frame_axis = 2 if backbone_family(pipe).latent_layout == "BCFHW" else 1
+    frame_axis = frame_axis_of(pipe)
     if reference_latents.ndim != 5 or reference_latents.shape[0] != 1 or reference_latents.shape[frame_axis] < 2:
         raise MotionLoraError(
             f"reference latents must be one 5-D video with >= 2 latent frames on axis {frame_axis}, got {tuple(reference_latents.shape)}"

@@ -175,9 +175,9 @@ def test_scale_zero_is_the_plain_output_bit_for_bit(pipes: dict[str, DiffusionPi
 def test_a_lora_for_one_family_is_refused_on_another(pipes: dict[str, DiffusionPipeline], source: str, target: str, tmp_path: Path) -> None:
     with attached(pipes[source], rank=4, alpha=4.0) as adapters:
         lora = _lora_file(tmp_path, source, lora_tensors(adapters))
-    with pytest.raises(MotionLoraError, match=f"trained on {source}\\) does not fit this {target} backbone"):
-        with use_motion_lora(pipes[target], lora, 1.0):
-            pass
+    refused = pytest.raises(MotionLoraError, match=f"trained on {source}\\) does not fit this {target} backbone")
+    with refused, use_motion_lora(pipes[target], lora, 1.0):
+        pass
     assert not _wrapped(pipes[target])  # the refused load left the target as it was
 
 
@@ -220,3 +220,16 @@ def test_cli_api_and_batch_train_and_apply_a_lora_with_provenance(
 
     with pytest.raises(MotionLoraError, match=f"trained on another backbone \\({model.name}\\)"):  # by id, on the AnimateDiff
         generate_for(BOTTLE, LEAK, model=animatediff, motion_lora=lora_id, settings=settings, frames=4, height=SIZE, width=SIZE, steps=1)
+
+
+def test_a_dit_that_patches_time_needs_whole_patches_of_latent_frames(tmp_path: Path) -> None:
+    """CogVideoX 1.5 groups 2 latent frames per patch: an odd count is refused by name, an even one trains."""
+    transformer = {**TINY_COGVIDEOX["transformer"], "patch_size_t": 2, "patch_bias": False, "attention_head_dim": 16,
+                   "use_rotary_positional_embeddings": True}  # fmt: skip
+    assemble_cogvideox(tmp_path / "scratch", {**TINY_COGVIDEOX, "transformer": transformer}).save_pretrained(tmp_path / "cogvideox-1.5")
+    pipe = load_backbone(tmp_path / "cogvideox-1.5")
+    latents = torch.randn(1, 3, 4, 4, 4, generator=torch.Generator().manual_seed(0))  # (1, F, C, h, w): 3 latent frames
+    with pytest.raises(MotionLoraError, match="patches 2 latent frames together: the clip's 3 latent frames must be a multiple"):
+        train_motion_lora(pipe, latents, MotionLoraConfig(steps=1))
+    weights, losses, _check = train_motion_lora(pipe, latents[:, :2], MotionLoraConfig(steps=2, learning_rate=1e-2))
+    assert len(losses) == 2 and sorted(weights) == sorted(f"{n}.lora_{ab}" for n in adapted_layer_names(pipe) for ab in "ab")
