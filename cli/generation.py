@@ -254,10 +254,10 @@ def train_motion_lora_command(
     rank: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 4,
     learning_rate: Annotated[float, typer.Option("--lr", min=0.0, help="AdamW learning rate.")] = 1e-4,
     seed: Annotated[int, typer.Option(min=0)] = 0,
-    frames: Annotated[int, typer.Option(help="Frames the clip is resampled to (1-64).")] = 8,
+    frames: Annotated[int, typer.Option(help="Frames the clip is resampled to (1-64; CogVideoX and Wan: 4·k + 1, e.g. 9).")] = 8,
     size: Annotated[int, typer.Option(help="Width and height in pixels (multiple of 8).")] = 64,
 ) -> None:
-    """Train a motion LoRA on one clip's temporal attention and record it as a MotionLora node TRAINED_ON the clip."""
+    """Train a motion LoRA on one clip (the attention that mixes frames, any family) and record it as a MotionLora node TRAINED_ON the clip."""
     from tqdm import tqdm
 
     from generation.backbones import backbone_family, load_backbone

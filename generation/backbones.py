@@ -11,7 +11,8 @@ VAE, (B, C, F, h, w) latents), CogVideoX (a video DiT with a causal 3-D VAE that
 4x, (B, F, C, h, w) latents, T5 prompts of a fixed length) and Wan 2.1 (a flow-matching video DiT,
 causal 3-D VAE compressing time 4x, (B, C, F, h, w) latents normalised per channel by the VAE's
 latents_mean/std, UMT5 prompts); `generation.motion_prior`, `generation.inversion` and
-`generation.pipeline` read the layout, compression, normalisation and size rules from the family entry.
+`generation.pipeline` read the layout, compression, normalisation and size rules from the family entry,
+and `generation.motion_lora` which of the denoiser's layers a motion LoRA adapts.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class BackboneFamily:
     max_frames: int = 64  # longest video generate_frames accepts for the family
     default_steps: int = 25  # the backbone's published sampling setting (steps, guidance scale)
     default_guidance: float = 7.5
+    # Denoiser modules a motion LoRA adapts (regular expression, whole module name): the queries of the
+    # attention that mixes frames (AnimateDiff: its temporal motion modules; DiTs: their full 3-D self-attention).
+    motion_lora_layers: str = ""
 
 
 FAMILIES: dict[str, BackboneFamily] = {
@@ -60,6 +64,7 @@ FAMILIES: dict[str, BackboneFamily] = {
         components=("unet", "motion_adapter", "vae", "text_encoder", "tokenizer", "scheduler"),
         latent_layout="BCFHW",
         ip_adapter=True,
+        motion_lora_layers=r".*\.motion_modules\..*\.to_q",  # temporal attention only; spatial layers keep appearance
     ),
     "CogVideoXPipeline": BackboneFamily(
         name="cogvideox",
@@ -72,6 +77,7 @@ FAMILIES: dict[str, BackboneFamily] = {
         prompt_length_key="max_text_seq_length",
         default_steps=50,
         default_guidance=6.0,
+        motion_lora_layers=r"transformer_blocks\.\d+\.attn1\.to_q",  # joint text + video 3-D self-attention
     ),
     "WanPipeline": BackboneFamily(
         name="wan",
@@ -86,6 +92,7 @@ FAMILIES: dict[str, BackboneFamily] = {
         max_frames=81,  # Wan 2.1's reference length (about 5 s at 16 fps)
         default_steps=50,
         default_guidance=5.0,
+        motion_lora_layers=r"blocks\.\d+\.attn1\.to_q",  # 3-D self-attention; attn2 is the cross-attention to the prompt
     ),
 }
 

@@ -1,25 +1,42 @@
-"""Motion LoRA: low-rank adapters on the temporal-attention queries, trained on one reference clip.
+"""Motion LoRA: low-rank adapters on the frame-mixing attention queries, trained on one reference clip.
 
 Why: the paper's motion prior (a) adapts the backbone to the reference's motion: a LoRA on the
 queries of the temporal attention layers, trained ~400 steps on the one clip with a
 frame-difference ("motion distillation", VMC: Jeong et al. 2023) loss — the prediction's
 differences between consecutive frames must match the target's, so what is learnt is how the clip
-*moves*, not what it looks like. Only temporal layers are adapted, so appearance stays the prompt's.
+*moves*, not what it looks like.
+
+Which layers, per family (`BackboneFamily.motion_lora_layers`): AnimateDiff has separate temporal
+attention (its `motion_modules`), so only those queries are adapted and appearance stays the
+spatial layers'. CogVideoX and Wan have none: their self-attention is full 3-D (space-time)
+attention, where motion lives in the same layer as appearance, so the queries of every block's
+self-attention are adapted (CogVideoX `transformer_blocks.N.attn1`, the joint text + video
+attention; Wan `blocks.N.attn1`, not its prompt cross-attention `attn2`). There the frame-difference
+loss is what makes the adapter learn motion rather than the clip's look: a constant offset in
+appearance has no frame differences and costs nothing. The rest of training follows the family and
+its scheduler (`DenoisingObjective`, the one place that reads them): the frame axis from the latent
+layout, the target from the scheduler (ε or v for DDPM/DDIM schedules, AnimateDiff and CogVideoX;
+for flow matching, Wan, x_σ = (1 − σ)·x0 + σ·ε with σ from the sampler's own shifted grid, target
+velocity ε − x0, timestep σ·1000, as `FlowMatchEulerDiscreteScheduler` and `WanPipeline` use it), the
+conditioning the pipeline's own `encode_prompt` gives the empty prompt (at the prompt length
+generation uses), and CogVideoX's rotary embeddings from its own pipeline when its DiT uses them.
 
 The adapters are plain `LoRALinear` wrappers (no extra dependency; docs/decisions.md says why not
 peft): y = W·x + s·(α/r)·B·A·x with B initialised to 0, so a fresh adapter, or scale 0, is exactly
 the base layer. A trained LoRA is knowledge about a clip, so it lives in the graph: its safetensors
 weights go under `<data>/media/motion-lora/` (exported and imported with the ACKB like videos) and a
 `MotionLora` node (how it was trained, content hashes of the file, the clip and the backbone) is
-TRAINED_ON the clip. `use_motion_lora(pipe, lora, scale)` applies it for one generation. Families
-without separate temporal attention (CogVideoX's full 3-D attention) are refused with a clear error.
+TRAINED_ON the clip. `use_motion_lora(pipe, lora, scale)` applies it for one generation; weights
+whose layers are not this backbone's (another family, another size) are refused with a clear error.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +49,8 @@ from diffusers import DiffusionPipeline
 from safetensors.torch import load_file, save_file
 
 from generation.backbones import backbone_family
+from generation.inversion import flow_sigmas, is_flow_matching, video_size_of
+from generation.pipeline import family_call_kwargs
 from generation.reference_cache import folder_content_hash
 from kb.interchange import sha256_file
 from kb.store import GraphStore
@@ -40,7 +59,6 @@ from kdcvg.errors import BadInputError
 
 LORA_SUBDIR = "motion-lora"  # below the data directory's media/ folder
 LOSS_NAME = "motion distillation (consecutive-frame differences)"
-TEMPORAL_MARKER = "motion_modules."  # AnimateDiff's temporal transformer blocks
 
 
 class MotionLoraError(BadInputError):
@@ -81,22 +99,27 @@ class MotionLoraConfig:
             raise MotionLoraError(f"motion LoRA needs steps >= 1, rank >= 1, alpha > 0, learning_rate > 0; got {self}")
 
 
-def _denoiser(pipe: DiffusionPipeline) -> torch.nn.Module:
-    """The UNet with temporal layers; MotionLoraError for families without separate temporal attention."""
+def denoiser_of(pipe: DiffusionPipeline) -> torch.nn.Module:
+    """The pipeline's denoiser (UNet or DiT); MotionLoraError for a family with no motion-LoRA layers registered."""
     family = backbone_family(pipe)
-    unet = getattr(pipe, "unet", None)
-    if unet is None or not any(TEMPORAL_MARKER in name for name, _ in unet.named_modules()):
-        raise MotionLoraError(f"{family.name} backbones have no separate temporal attention to adapt (motion LoRA needs AnimateDiff)")
-    return unet
+    if not family.motion_lora_layers:
+        raise MotionLoraError(f"{family.name} backbones have no attention layers registered for a motion LoRA")
+    return getattr(pipe, "transformer", None) or pipe.unet
 
 
-def temporal_query_names(pipe: DiffusionPipeline) -> list[str]:
-    """Names of the temporal attention query projections (`...motion_modules...to_q`) of the pipeline's UNet."""
-    unet = _denoiser(pipe)
-    return [
-        name for name, module in unet.named_modules()
-        if TEMPORAL_MARKER in name and name.endswith(".to_q") and isinstance(module, torch.nn.Linear)
-    ]  # fmt: skip
+def adapted_layer_names(pipe: DiffusionPipeline) -> list[str]:
+    """Names of the denoiser's linear layers a motion LoRA adapts (the family's `motion_lora_layers`)."""
+    denoiser = denoiser_of(pipe)
+    pattern = re.compile(backbone_family(pipe).motion_lora_layers)
+    names = [name for name, module in denoiser.named_modules() if pattern.fullmatch(name) and isinstance(module, torch.nn.Linear)]
+    if not names:
+        raise MotionLoraError(f"this {backbone_family(pipe).name} backbone has no layer matching {pattern.pattern!r} to adapt")
+    return names
+
+
+def frame_axis_of(pipe: DiffusionPipeline) -> int:
+    """The frame axis of the family's latents: 2 for (B, C, F, h, w) (AnimateDiff, Wan), 1 for (B, F, C, h, w) (CogVideoX)."""
+    return 2 if backbone_family(pipe).latent_layout == "BCFHW" else 1
 
 
 def _set(root: torch.nn.Module, name: str, module: torch.nn.Module) -> None:
@@ -106,17 +129,16 @@ def _set(root: torch.nn.Module, name: str, module: torch.nn.Module) -> None:
 
 @contextmanager
 def attached(pipe: DiffusionPipeline, rank: int, alpha: float) -> Iterator[dict[str, LoRALinear]]:
-    """Wrap every temporal query projection in a LoRALinear for the block; the original layers come back after."""
-    unet = _denoiser(pipe)
-    names = temporal_query_names(pipe)
-    adapters = {name: LoRALinear(unet.get_submodule(name), rank, alpha) for name in names}
+    """Wrap every adapted query projection in a LoRALinear for the block; the original layers come back after."""
+    denoiser = denoiser_of(pipe)
+    adapters = {name: LoRALinear(denoiser.get_submodule(name), rank, alpha) for name in adapted_layer_names(pipe)}
     for name, adapter in adapters.items():
-        _set(unet, name, adapter)
+        _set(denoiser, name, adapter)
     try:
         yield adapters
     finally:
         for name, adapter in adapters.items():
-            _set(unet, name, adapter.base)
+            _set(denoiser, name, adapter.base)
 
 
 def lora_tensors(adapters: dict[str, LoRALinear]) -> dict[str, torch.Tensor]:
@@ -133,6 +155,76 @@ def motion_distillation_loss(prediction: torch.Tensor, target: torch.Tensor, fra
     return torch.nn.functional.mse_loss(torch.diff(prediction, dim=frame_axis), torch.diff(target, dim=frame_axis))
 
 
+class DenoisingObjective:
+    """One family's training problem on a clip: noise levels, noised input, target, the denoiser's prediction, frame axis.
+
+    The only place training reads family and scheduler facts: the frame axis from the latent layout,
+    the noising and target from the scheduler (DDPM/DDIM: `add_noise` with ε or v = `get_velocity`;
+    flow matching: (1 − σ)·x0 + σ·ε, velocity ε − x0, σ from the sampler's own grid of
+    `num_train_timesteps` levels), and the denoiser's call (UNet: per-frame prompt copies; DiT: the
+    prompt once, CogVideoX's rotary embeddings when its config asks for them).
+    """
+
+    def __init__(self, pipe: DiffusionPipeline, clean: torch.Tensor) -> None:
+        self.denoiser = denoiser_of(pipe)
+        self.scheduler = pipe.scheduler
+        self.clean = clean
+        self.frame_axis = frame_axis_of(pipe)
+        self.levels = int(self.scheduler.config.num_train_timesteps)
+        self.sigmas = flow_sigmas(self.scheduler, self.levels)[:-1].to(clean.device) if is_flow_matching(self.scheduler) else None
+        self.is_unet = getattr(pipe, "unet", None) is not None
+        self.text = empty_prompt_embeds(pipe, clean.shape[self.frame_axis])
+        self.extra: dict[str, Any] = {}
+        config = self.denoiser.config
+        if config.get("patch_size_t") and clean.shape[1] % config["patch_size_t"]:  # CogVideoX 1.5 patches time too
+            raise MotionLoraError(
+                f"this backbone patches {config['patch_size_t']} latent frames together: the clip's {clean.shape[1]} latent frames "
+                f"must be a multiple (choose the frame count accordingly)"
+            )
+        if config.get("use_rotary_positional_embeddings"):
+            _frames, height, width = video_size_of(pipe, clean)
+            self.extra["image_rotary_emb"] = pipe._prepare_rotary_positional_embeddings(height, width, clean.shape[1], clean.device)
+
+    def draw(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """A (noise, noise-level index) pair from `generator` (CPU, so draws do not depend on the device)."""
+        noise = torch.randn(self.clean.shape, generator=generator).to(device=self.clean.device, dtype=self.clean.dtype)
+        return noise, torch.randint(0, self.levels, (1,), generator=generator).to(self.clean.device)
+
+    def loss(self, noise: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """The motion distillation loss of the denoiser's prediction at this noise and level."""
+        if self.sigmas is not None:
+            sigma = self.sigmas[index].to(self.clean.dtype)
+            noisy = (1.0 - sigma) * self.clean + sigma * noise
+            target, timestep = noise - self.clean, sigma * self.levels
+        else:
+            noisy = self.scheduler.add_noise(self.clean, noise, index)
+            velocity = self.scheduler.config.get("prediction_type") == "v_prediction"
+            target, timestep = (self.scheduler.get_velocity(self.clean, noise, index) if velocity else noise), index
+        if self.is_unet:
+            prediction = self.denoiser(noisy, timestep, encoder_hidden_states=self.text).sample
+        else:
+            prediction = self.denoiser(hidden_states=noisy, encoder_hidden_states=self.text, timestep=timestep, return_dict=False, **self.extra)[0]
+        return motion_distillation_loss(prediction.float(), target.float(), frame_axis=self.frame_axis)
+
+
+@torch.no_grad()
+def empty_prompt_embeds(pipe: DiffusionPipeline, latent_frames: int) -> torch.Tensor:
+    """The empty prompt through the pipeline's own `encode_prompt`, as its denoiser receives it in generation.
+
+    UNet video pipelines (AnimateDiff) give the UNet one copy per frame; DiT pipelines pad the prompt
+    to the length their call uses (CogVideoX: the DiT's text positions; Wan: the call's default).
+    """
+    device = pipe._execution_device
+    if getattr(pipe, "unet", None) is not None:
+        text, _ = pipe.encode_prompt("", device, 1, False)
+        return text.repeat_interleave(latent_frames, dim=0)
+    length = family_call_kwargs(pipe).get("max_sequence_length")
+    if length is None:
+        length = inspect.signature(pipe.__call__).parameters["max_sequence_length"].default
+    text, _ = pipe.encode_prompt(prompt="", do_classifier_free_guidance=False, max_sequence_length=length, device=device)
+    return text
+
+
 def train_motion_lora(
     pipe: DiffusionPipeline,
     reference_latents: torch.Tensor,
@@ -141,43 +233,31 @@ def train_motion_lora(
     on_step: Callable[[int, float], None] | None = None,
     check_draws: int = 8,
 ) -> tuple[dict[str, torch.Tensor], list[float], dict[str, float]]:
-    """Train a motion LoRA on one clip's (1, C, F, h, w) latents; the backbone is unchanged.
+    """Train a motion LoRA on one clip's latents (the pipeline's layout, >= 2 latent frames); the backbone is unchanged.
 
-    Returns (weights, loss per step, check): the per-step losses use a fresh random timestep and
-    noise each, so they are noisy; `check` holds the mean loss on `check_draws` fixed (timestep,
+    Returns (weights, loss per step, check): the per-step losses use a fresh random noise level and
+    noise each, so they are noisy; `check` holds the mean loss on `check_draws` fixed (level,
     noise) draws before and after training, the like-for-like measure of what training achieved.
     """
     config.check()
-    unet = _denoiser(pipe)
-    if reference_latents.ndim != 5 or reference_latents.shape[2] < 2:
-        raise MotionLoraError(f"reference latents must be (1, C, F >= 2, h, w), got {tuple(reference_latents.shape)}")
-    scheduler = pipe.scheduler
-    device = pipe._execution_device
+    denoiser = denoiser_of(pipe)
+    frame_axis = frame_axis_of(pipe)
+    if reference_latents.ndim != 5 or reference_latents.shape[0] != 1 or reference_latents.shape[frame_axis] < 2:
+        raise MotionLoraError(
+            f"reference latents must be one 5-D video with >= 2 latent frames on axis {frame_axis}, got {tuple(reference_latents.shape)}"
+        )
+    objective = DenoisingObjective(pipe, reference_latents.to(device=pipe._execution_device, dtype=denoiser.dtype))
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
-    with torch.no_grad():
-        text, _ = pipe.encode_prompt("", device, 1, False)
-    text = text.repeat_interleave(reference_latents.shape[2], dim=0)  # one copy per frame, as AnimateDiffPipeline does
-    clean = reference_latents.to(device=device, dtype=unet.dtype)
-    frozen = [p for p in unet.parameters() if p.requires_grad]
+    check_generator = torch.Generator(device="cpu").manual_seed(config.seed + 1)
+    draws = [objective.draw(check_generator) for _ in range(check_draws)]
+    frozen = [p for p in denoiser.parameters() if p.requires_grad]
     for parameter in frozen:
         parameter.requires_grad_(False)
     losses: list[float] = []
-    check_generator = torch.Generator(device="cpu").manual_seed(config.seed + 1)
-    draws = [
-        (torch.randn(clean.shape, generator=check_generator).to(device=device, dtype=clean.dtype),
-         torch.randint(0, scheduler.config.num_train_timesteps, (1,), generator=check_generator).to(device))
-        for _ in range(check_draws)
-    ]  # fmt: skip
-
-    def loss_at(noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        noisy = scheduler.add_noise(clean, noise, t)
-        target = scheduler.get_velocity(clean, noise, t) if scheduler.config.prediction_type == "v_prediction" else noise
-        prediction = unet(noisy, t, encoder_hidden_states=text).sample
-        return motion_distillation_loss(prediction.float(), target.float(), frame_axis=2)
 
     def fixed_loss() -> float:
         with torch.no_grad():
-            return sum(loss_at(noise, t).item() for noise, t in draws) / len(draws)
+            return sum(objective.loss(noise, index).item() for noise, index in draws) / len(draws)
 
     try:
         with attached(pipe, config.rank, config.alpha) as adapters:
@@ -185,9 +265,7 @@ def train_motion_lora(
             params = [p for adapter in adapters.values() for p in (adapter.lora_a, adapter.lora_b)]
             optimiser = torch.optim.AdamW(params, lr=config.learning_rate)
             for step in range(config.steps):
-                noise = torch.randn(clean.shape, generator=generator).to(device=device, dtype=clean.dtype)
-                t = torch.randint(0, scheduler.config.num_train_timesteps, (1,), generator=generator).to(device)
-                loss = loss_at(noise, t)
+                loss = objective.loss(*objective.draw(generator))
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
@@ -257,15 +335,30 @@ def use_motion_lora(pipe: DiffusionPipeline, lora: MotionLoraFile, scale: float)
         raise MotionLoraError(f"motion LoRA scale must be in [0, 2], got {scale}")
     tensors = load_file(str(lora.weights))
     with attached(pipe, int(lora.node["rank"]), float(lora.node["alpha"])) as adapters:
-        expected = set(lora_tensors(adapters))
-        if set(tensors) != expected:
-            raise MotionLoraError(f"{lora.weights}: its layers do not match this backbone's temporal attention")
+        _check_fits(lora, tensors, lora_tensors(adapters), backbone_family(pipe).name)
         with torch.no_grad():
             for name, adapter in adapters.items():
                 adapter.lora_a.copy_(tensors[f"{name}.lora_a"])
                 adapter.lora_b.copy_(tensors[f"{name}.lora_b"])
                 adapter.scale = float(scale)
         yield
+
+
+def _check_fits(lora: MotionLoraFile, tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], family: str) -> None:
+    """MotionLoraError unless the file holds exactly this backbone's adapted layers, at its rank and sizes."""
+    if set(tensors) != set(expected):
+        theirs, ours = sorted(tensors), sorted(expected)
+        raise MotionLoraError(
+            f"motion LoRA {lora.id!r} (trained on {lora.node.get('model_id')}) does not fit this {family} backbone: its "
+            f"{len(theirs) // 2} adapted layers (e.g. {theirs[0].rsplit('.', 1)[0] if theirs else 'none'}) are not this "
+            f"backbone's {len(ours) // 2} (e.g. {ours[0].rsplit('.', 1)[0]}); train one for it with `kdcvg generation train-motion-lora`"
+        )
+    wrong = [name for name in sorted(expected) if tensors[name].shape != expected[name].shape]
+    if wrong:
+        raise MotionLoraError(
+            f"motion LoRA {lora.id!r}: {wrong[0]} is {tuple(tensors[wrong[0]].shape)} in the file but "
+            f"{tuple(expected[wrong[0]].shape)} in this {family} backbone (another size or rank)"
+        )
 
 
 def train_clip_lora(

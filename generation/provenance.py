@@ -166,6 +166,16 @@ def motion_lora_for_clip(store: GraphStore, clip_id: str, clip_sha256: str, back
     return {**stored_properties(rows[0]["m"]), "clip": clip_id} if rows else None
 
 
+def motion_loras_for_selling_point(store: GraphStore, selling_point_id: str, backbone_sha256: str) -> list[Row]:
+    """MotionLoras for this backbone TRAINED_ON a clip that ILLUSTRATES the selling point (link not rejected), newest first."""
+    query = (
+        f"MATCH (m:{LORA})-[:{TRAINED_ON}]->(c:CreativeClip)-[r:ILLUSTRATES]->(s:SellingPoint {{id: $sp}}) "
+        "WHERE m.backbone_sha256 = $backbone AND r.status <> 'rejected' "
+        "RETURN m.id AS id, c.id AS clip, m.steps AS steps, m.trained_at AS trained_at ORDER BY m.trained_at DESC, m.id"
+    )
+    return store.read(lambda tx: tx.run(query, sp=selling_point_id, backbone=backbone_sha256))
+
+
 def record_motion_lora(store: GraphStore, row: Row, clip_id: str) -> Row:
     """Create (or, retrained, update) a MotionLora node and its TRAINED_ON link in one transaction; the stored row.
 

@@ -360,6 +360,35 @@ def test_generate_shows_the_video_and_its_provenance(sandbox: Settings) -> None:
     assert len(at.get("video")) >= 1 + len(made)  # the result and each reference clip
 
 
+def test_generate_applies_a_chosen_motion_lora_and_records_it(sandbox: Settings) -> None:
+    from generation.backbones import load_backbone
+    from generation.motion_lora import MotionLoraConfig, train_clip_lora
+
+    point = first_point(sandbox)
+    (clip,) = rows(sandbox, "MATCH (c:CreativeClip)-[r:ILLUSTRATES]->(:SellingPoint {id: $s}) WHERE r.status <> 'rejected' "
+                            "AND c.video_path IS NOT NULL RETURN c.id AS id ORDER BY id LIMIT 1", s=point["sid"])  # fmt: skip
+    model = sandbox.generation_model_dir
+    with graph(sandbox).use() as store:
+        lora = train_clip_lora(store, load_backbone(model), clip["id"], model_dir=model, media_dir=sandbox.media_dir, cache_dir=sandbox.cache_dir,
+                               config=MotionLoraConfig(steps=1), num_frames=8, height=64, width=64)  # fmt: skip
+    at = on_page(signed_in("ann"), "views/generate.py")
+    _pick_point(at, "gen", point["pid"], point["sid"])
+    choice = at.selectbox(key="gen_lora")
+    assert choice.options[:2] == ["none", "auto: the best reference clip's newest LoRA"]
+    assert f"{lora.id} · clip {clip['id']} · 1 steps" in choice.options and choice.value is None
+    choice.set_value(lora.id)
+    at.slider(key="gen_lora_scale").set_value(0.5)
+    at.button(key="gen_run").click().run()
+    assert not at.error, errors(at)
+    (made,) = rows(sandbox, "MATCH (g:GeneratedVideo)-[u:USED_LORA]->(m:MotionLora) RETURN g.id AS g, g.parameters AS p, u.scale AS scale, m.id AS m")
+    assert (made["scale"], made["m"]) == (0.5, lora.id)
+    asked = {"product": point["pid"], "selling_point": point["sid"], "motion_strength": 0.5, "motion_lora": lora.id, "motion_lora_scale": 0.5}
+    parameters = json.loads(made["p"])
+    assert parameters["request"] == GenerationRequest.parse(asked).recorded()  # the same fields as the CLI and API
+    assert parameters["motion_lora"]["id"] == lora.id and parameters["motion_lora"]["trained"]["steps"] == 1
+    assert f"motion LoRA: {lora.id} at scale 0.5" in texts(at)
+
+
 # --- sign-in, sessions, store sharing and uploads (the app's doors) ---
 
 

@@ -1,7 +1,10 @@
 """Generate: pick a product and selling point, run MKR (`generation.api.generate`), watch the video and its provenance.
 
 Provenance is read back from the graph (`GeneratedVideo` -REFERENCED-> clips, -GENERATED_FOR->
-selling point), so the page shows what was recorded, for this run and for earlier ones.
+selling point, -USED_LORA-> motion LoRA), so the page shows what was recorded, for this run and for
+earlier ones. The motion LoRA control offers none, "auto" (the best reference clip's newest LoRA) or
+a stored MotionLora of a clip illustrating the chosen selling point, trained on the chosen backbone,
+with its scale: the same `motion_lora` / `motion_lora_scale` request fields as the CLI and the API.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import streamlit as st
 
 from generation import DEMO_MODEL_DIR
 from generation.api import generate
+from generation.motion_lora import backbone_sha256
+from generation.provenance import motion_loras_for_selling_point
 from generation.request import MAX_FRAMES, GenerationOptions, GenerationRequest, RequestError
 from kb import repository as repo
 from kb.store import GraphStore, Row
@@ -31,6 +36,15 @@ def model_choices(settings: Settings) -> dict[str, Path]:
     choices = {"Configured backbone": settings.generation_model_dir, "Shipped demo backbone": DEMO_MODEL_DIR}
     if choices["Configured backbone"].resolve() == DEMO_MODEL_DIR.resolve():
         del choices["Shipped demo backbone"]
+    return choices
+
+
+def lora_choices(store: GraphStore, settings: Settings, point_id: str, model_dir: Path) -> dict[str | None, str]:
+    """The motion LoRA options by request value (None, "auto", MotionLora ids), with the label each shows."""
+    choices: dict[str | None, str] = {None: "none", "auto": "auto: the best reference clip's newest LoRA"}
+    if model_dir.is_dir():
+        for lora in motion_loras_for_selling_point(store, point_id, backbone_sha256(model_dir, settings.cache_dir)):
+            choices[lora["id"]] = f"{lora['id']} · clip {lora['clip']} · {lora['steps']} steps"
     return choices
 
 
@@ -63,8 +77,11 @@ def show_provenance(store: GraphStore, media_dir: Path, video_id: str) -> None:
         if references:
             best = references[0]["motion"]
             st.caption(md_escape(f"motion prior from the best reference: {best['name'] if best else 'none'}"))
+        parameters = json.loads(video.get("parameters") or "{}")
+        lora = parameters.get("motion_lora")
+        st.caption(md_escape(f"motion LoRA: {lora['id']} at scale {lora['scale']:g}" if lora else "motion LoRA: none"))
         with st.expander("parameters and timings"):
-            st.json({"parameters": json.loads(video.get("parameters") or "{}"), "timings": json.loads(video.get("timings") or "{}")})
+            st.json({"parameters": parameters, "timings": json.loads(video.get("timings") or "{}")})
     if references:
         st.markdown("**Reference clips** (rank 1 = best)")
         columns = st.columns(len(references))
@@ -97,9 +114,15 @@ def page() -> None:
         frames = first.number_input("Frames", 2, MAX_FRAMES, defaults.frames, key="gen_frames")
         steps = second.number_input("Steps", 1, 100, defaults.steps, key="gen_steps")
         size = third.select_slider("Size (pixels)", [64, 128, 256, 512], defaults.height, key="gen_size")
+        with shared.use() as store:
+            loras = lora_choices(store, shared.settings, point["id"], models[model])
+        lora = first.selectbox("Motion LoRA", list(loras), format_func=loras.__getitem__, key="gen_lora",
+                               help="Train one with `kdcvg generation train-motion-lora --clip ID`.")  # fmt: skip
+        lora_scale = second.slider("Motion LoRA scale", 0.0, 2.0, defaults.motion_lora_scale, 0.05, key="gen_lora_scale")
     if st.button("Generate", type="primary", key="gen_run"):
         values = {"product": product["id"], "selling_point": point["id"], "model": models[model], "k": int(k), "seed": int(seed),
-                  "motion_strength": float(strength), "frames": int(frames), "height": int(size), "width": int(size), "steps": int(steps)}  # fmt: skip
+                  "motion_strength": float(strength), "frames": int(frames), "height": int(size), "width": int(size), "steps": int(steps),
+                  "motion_lora": lora, "motion_lora_scale": float(lora_scale)}  # fmt: skip
         try:
             request = GenerationRequest.parse(values)
             with st.spinner("Retrieving references and generating…"):  # the store is locked per read and write only
