@@ -151,6 +151,13 @@ def evaluate(
         Optional[float], typer.Option(min=0.01, max=0.9, help="Share held out: products (cold-start, 0.2) or linked clips (link-completion, 0.3).")
     ] = None,
     learned: Annotated[bool, typer.Option(help="Also train and rank with the learned rankers (GAT, GAT+FB).")] = True,
+    feedback_share: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=0.9,
+            help="Share of the training judgements that arrive after training (still proposed for the GAT, judged for feedback); adds GAT-all.",
+        ),
+    ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """NDCG@10, Recall@10, MRR over several seeds with intervals: baselines (chance, structure, text, kNN) and SAR."""
@@ -174,7 +181,7 @@ def evaluate(
             with opened_store(read_only=True) as store:
                 graph = graph_from_store(store, config.media_dir)
         features = build_features(graph, TextEncoder(config.text_encoder_path), config.cache_dir)
-        learned_for_seed = (lambda s: learned_rankers(seed=s)) if learned else None
+        learned_for_seed = (lambda s: learned_rankers(seed=s, feedback_share=feedback_share)) if learned else None
         result = evaluate_protocol(
             graph, features, protocol, seeds=seeds, first_seed=seed, fraction=test_fraction, extra_rankers=learned_for_seed,
             compare=FEEDBACK_COMPARISONS,

@@ -159,9 +159,12 @@ def refine_with_feedback(
     progress: bool = True,
     sar_config: SarConfig | None = None,
     validation: list[str] | None = None,
+    trained_on: AckbGraph | None = None,
 ) -> tuple[SarGAT, dict[str, Any]]:
     """Fine-tune the model on the judgements of `split.train` if a validation gate on unseen products says it helps.
 
+    `trained_on`: the graph as the model learnt it, when judgements were added since (default `graph`);
+    the shadow model learns from it too, so the gate sees what the new judgements add.
     `validation`: training selling points the model was not supervised on (older checkpoints keep
     them); the update is then tried on the model itself. Empty or None (a model trained on every
     training product): the update is tried on a shadow model trained without `validation_fraction`
@@ -169,7 +172,7 @@ def refine_with_feedback(
     Returns (the kept model: the updated one or the input model itself, history). history: `loss`
     per epoch, `kept` ("candidate" or "current"), `reason`, `validation` {"current", "candidate"}
     metrics, `validation_queries`, `judgements` {"approved", "rejected"}, `gate` ("refit" or
-    "held-out"), `seconds`.
+    "held-out"), `shadow` {"approved": links it trained on} and `refit` when refitted, `seconds`.
     """
     config = config or FeedbackConfig()
     sar_config = replace(sar_config or SarConfig(), seed=config.seed)
@@ -182,11 +185,13 @@ def refine_with_feedback(
     with seeded(config.seed) as gen:
         queries = validation_selling_points(graph, split.train, config.validation_fraction, gen)
     fit_ids = [sp for sp in split.train if sp not in set(queries)]
-    shadow = base  # fewer than 3 products: nothing to validate on, the gate keeps the current model
+    shadow, shadow_pairs = base, 0  # fewer than 3 products: nothing to validate on, the gate keeps the current model
     if queries:
-        shadow, _ = train_sar(graph, features, Split(fit_ids, split.test), replace(sar_config, validation_fraction=0.0), progress=progress)
+        earlier = graph if trained_on is None else trained_on
+        shadow, trained = train_sar(earlier, features, Split(fit_ids, split.test), replace(sar_config, validation_fraction=0.0), progress=progress)
+        shadow_pairs = trained["train_pairs"]
     _, keep, history = _tried_update(shadow, graph, features, split.train, queries, config, sar_config, progress)
-    history["gate"] = "refit"
+    history.update(gate="refit", shadow={"approved": shadow_pairs})
     if not keep:
         return base, history
     refit = copy.deepcopy(base)

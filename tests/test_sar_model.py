@@ -11,6 +11,7 @@ import torch
 
 from kb.demo.build import build_demo_ackb
 from kb.graph import AckbGraph, graph_from_directory
+from kdcvg.errors import BadInputError
 from retrieval.checkpoint import load_checkpoint, save_checkpoint
 from retrieval.features import TextEncoder, build_features
 from retrieval.feedback import FeedbackConfig, refine_with_feedback
@@ -123,6 +124,30 @@ def test_feedback_validates_on_a_shadow_model_and_refits_the_served_one_on_every
     never = FeedbackConfig(epochs=2, min_gain=1.0)
     kept, stats = refine_with_feedback(model, demo["graph"], demo["features"], demo["split"], never, progress=False, sar_config=SarConfig(epochs=5))
     assert stats["gate"] == "refit" and stats["kept"] == "current" and kept is model and "refit" not in stats
+
+
+def test_judgements_made_after_training_reach_the_update_not_the_shadow(demo: dict[str, Any], trained: tuple[Any, dict[str, Any]]) -> None:
+    """Simulated use: part of the training judgements is still `proposed` when the GAT trains; feedback learns them."""
+    from retrieval.rankers import pending_judgements
+
+    graph, split = demo["graph"], demo["split"]
+    earlier = pending_judgements(graph, split.train, 0.5, seed=0)
+    assert earlier.content_hash == pending_judgements(graph, split.train, 0.5, seed=0).content_hash, "deterministic"
+    assert pending_judgements(graph, split.train, 0.0, seed=0).content_hash == graph.content_hash
+    changed = [(a, b) for a, b in zip(graph.relationships["ILLUSTRATES"], earlier.relationships["ILLUSTRATES"]) if a != b]
+    assert changed and all(a["status"] in ("approved", "rejected") and b == {**a, "status": "proposed"} for a, b in changed)
+    assert all(a["to"] in set(split.train) for a, _ in changed), "held-out selling points keep their judgements"
+    always = FeedbackConfig(epochs=2, min_gain=-1.0, tolerance=1.0)
+    small = SarConfig(epochs=5)
+    _, now = refine_with_feedback(trained[0], graph, demo["features"], split, always, progress=False, sar_config=small)
+    _, later = refine_with_feedback(trained[0], graph, demo["features"], split, always, progress=False, sar_config=small, trained_on=earlier)
+    assert later["shadow"]["approved"] < now["shadow"]["approved"] <= now["judgements"]["approved"] == later["judgements"]["approved"]
+
+
+def test_feedback_share_adds_the_retrained_row_and_is_checked() -> None:
+    assert "GAT-all" not in learned_rankers() and "GAT-all" in learned_rankers(feedback_share=0.3)
+    with pytest.raises(BadInputError, match="feedback_share"):
+        learned_rankers(feedback_share=1.0)
 
 
 def test_feedback_gate_rule() -> None:
