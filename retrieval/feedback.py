@@ -1,11 +1,14 @@
 """The feedback stage: annotators' approvals and rejections update SAR, and a validation gate keeps it only when it helps.
 
-Update: pairwise logistic learning-to-rank on the served score (`retrieval.train.served_scores`),
-in the same cold-start / link-completion episodes as training. Each query's approved clips (its
-own and its SAME_CLAIM partners') must outscore its rejected clips (rejected ILLUSTRATES links,
-and the clips of selling points annotators rejected as the same claim), weighted `rejected_weight`,
-and random unlinked clips. It replaces a REINFORCE stage whose reward mixed text alignment and
-motion share with the judgements, which raised its own reward and lowered held-out ranking.
+Update: the model, warm-started, keeps learning from every judgement as it stands now. Approvals
+through the training objective (`retrieval.train.episode_loss`: a query's approved clips and its
+approved SAME_CLAIM partners, in the same cold-start / link-completion episodes), and rejections
+through pairwise logistic learning to rank on the served score: each query's approved clips must
+outscore its rejected clips (rejected ILLUSTRATES links, and the clips of selling points annotators
+rejected as the same claim), weighted `rejected_weight`, and random unlinked clips. The ranking
+term alone left the model where it was, also when judgements had been added since training (see
+benchmarks/RESULTS.md). It replaces a REINFORCE stage whose reward mixed text alignment and motion
+share with the judgements, which raised its own reward and lowered held-out ranking.
 
 Gate: the candidate is kept only when it ranks better on training products that neither it nor
 the current model has learned from. Two cases, by what the current model learnt:
@@ -42,6 +45,7 @@ from retrieval.train import (
     Episode,
     SarConfig,
     TrainingGraph,
+    episode_loss,
     fit,
     seeded,
     served_scores,
@@ -58,8 +62,8 @@ GATED_METRICS = ("Recall@1", "Recall@5", "Recall@10", "NDCG@10", "MRR")
 class FeedbackConfig:
     """Hyper-parameters of the feedback update and its validation gate."""
 
-    epochs: int = 20
-    lr: float = 3e-4
+    epochs: int = 30
+    lr: float = 1e-3
     temperature: float = 0.1  # pairwise logistic: softplus(-(positive - negative) / temperature)
     pairs: int = 16  # (approved, negative) pairs sampled per query per epoch
     rejected_weight: float = 2.0  # weight of a pair whose negative an annotator rejected
@@ -230,9 +234,9 @@ def _tried_update(
 
 
 def _update(model: SarGAT, tg: TrainingGraph, rejected: torch.Tensor, sar_config: SarConfig, config: FeedbackConfig, gen: torch.Generator, progress: bool) -> dict[str, Any]:
-    """Pairwise learning-to-rank epochs on `model` in place; returns {"loss", "seconds"}."""
+    """Epochs of the training objective plus pairwise learning to rank on `model`, in place; returns {"loss", "seconds"}."""
     matrix = torch.zeros(tg.n_sps, tg.n_clips, dtype=torch.bool)
     matrix[rejected[1], rejected[0]] = True
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-    loss = lambda m, episode, c: pairwise_loss(m, episode, c, matrix, config, gen)
+    loss = lambda m, episode, c: episode_loss(m, episode, c) + pairwise_loss(m, episode, c, matrix, config, gen)
     return fit(model, tg, sar_config, optimiser, loss, config.epochs, gen, progress, "SAR feedback")
