@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from kdcvg.config import Settings
 
 APP = "app"  # the holder role of the curation app
 INHERITED_FD = "KDCVG_UI_LOCK_FD"  # `kdcvg ui` passes its lock to the Streamlit server it becomes
+HOLDER_WAIT_S = 2.0  # a holder writes its line just after taking the lock: a refused writer waits this long to name it
 
 
 class StoreBusyError(errors.ConflictError):
@@ -74,6 +76,10 @@ def acquire(settings: Settings, role: str) -> WriterLock | None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         pid, holder = _holder(fd)
+        deadline = time.monotonic() + HOLDER_WAIT_S
+        while pid == "?" and time.monotonic() < deadline:  # locked, line not written yet
+            time.sleep(0.01)
+            pid, holder = _holder(fd)
         os.close(fd)
         raise StoreBusyError(busy_message(pid, holder)) from None
     os.ftruncate(fd, 0)

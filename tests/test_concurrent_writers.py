@@ -15,7 +15,9 @@ How each backend serialises the writers differs, and each race is the real one:
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -217,3 +219,20 @@ def test_two_processes_one_writes_the_other_is_refused_then_its_retry_is_stale(t
     finally:
         assert writer is not None
         writer.release()
+
+
+def test_a_writer_refused_between_the_holders_lock_and_its_line_still_names_the_holder(tmp_path: Path) -> None:
+    """The holder takes the kernel lock first and writes `PID ROLE` just after: a writer refused in between waits for the line."""
+    settings = load_settings(environ={"KDCVG_DATA": str(tmp_path / "data")}, config_file=tmp_path / "absent.toml")
+    path = store_lock.lock_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    held = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # locked, no line yet: the holder is between its two steps
+        late = threading.Timer(0.05, lambda: os.pwrite(held, b"4242 kdcvg kb import\n", 0))
+        late.start()
+        with pytest.raises(store_lock.StoreBusyError, match=r"pid 4242: kdcvg kb import"):
+            store_lock.acquire(settings, "racer")
+        late.join()
+    finally:
+        os.close(held)
