@@ -47,14 +47,18 @@ def _latest_meta() -> dict | None:
     return {**meta, "config": config.to_dict()}
 
 
-def _save_with_index(model: Any, config: Any, graph: Any, features: dict, metrics: dict, train: list[str], extra: dict | None = None) -> Path:
-    """Save a checkpoint version with the ANN index of its serving clip vectors, and its serving bundle (a warm first retrieve)."""
+def _save_with_index(
+    model: Any, config: Any, graph: Any, features: dict, metrics: dict, train: list[str], extra: dict | None = None, judgements: list | None = None
+) -> Path:
+    """Save a checkpoint version (with the judgements it learnt from) and the ANN index of its serving clip vectors, and its serving bundle."""
     from retrieval.api import load_sar
     from retrieval.checkpoint import save_checkpoint
     from retrieval.index import ClipIndex
     from retrieval.sar import SarRetriever
 
-    path = save_checkpoint(_checkpoint_root(), model, config, graph.content_hash, metrics, train_selling_points=train, extra=extra)
+    path = save_checkpoint(
+        _checkpoint_root(), model, config, graph.content_hash, metrics, train_selling_points=train, extra=extra, judgements=judgements
+    )
     serving = SarRetriever(model, graph, features, None, text_mix=config.text_mix, knn_mix=config.knn_mix)  # every approved link passes messages
     ClipIndex.build(graph.ids("CreativeClip"), serving.index_vectors()).save(path / "index")
     load_sar(settings())
@@ -74,6 +78,7 @@ def train(
     if_changed: Annotated[bool, typer.Option("--if-changed", help="Skip if the latest checkpoint has this data and config.")] = False,
 ) -> None:
     """Train the heterogeneous GAT on the ACKB and save a versioned checkpoint with its index."""
+    from retrieval.judgements import judgement_record
     from retrieval.sar import SarRetriever
     from retrieval.split import split_by_selling_point
     from retrieval.train import SarConfig, held_out_metrics, train_sar
@@ -92,7 +97,7 @@ def train(
         scores = SarRetriever(model, graph, features, set(split.train), text_mix=config.text_mix, knn_mix=config.knn_mix).score_matrix(split.test)
         metrics = {**held_out_metrics(graph, scores, split.test), "final_loss": history["loss"][-1], "train_seconds": history["seconds"]}
         extra = {"validation_selling_points": history["validation_selling_points"]}
-        path = _save_with_index(model, config, graph, features, metrics, split.train, extra=extra)
+        path = _save_with_index(model, config, graph, features, metrics, split.train, extra=extra, judgements=judgement_record(graph))
     out.print(f"trained {config.epochs} epochs in {history['seconds']:.1f} s, loss {history['loss'][0]:.3f} -> {history['loss'][-1]:.3f}")
     _print_metrics(f"held-out ({len(split.test)} selling points)", metrics)
     out.print(f"checkpoint: {path}")
@@ -101,11 +106,15 @@ def train(
 
 @retrieval_app.command("feedback")
 def feedback(
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="Learning-to-rank epochs (default: FeedbackConfig's).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Learning-to-rank epochs of the update (default: FeedbackConfig's).")] = None,
+    candidate: Annotated[
+        Optional[list[str]], typer.Option("--candidate", help="What to try, repeatable: update, retrain (default: both).")
+    ] = None,
 ) -> None:
-    """Update the latest checkpoint from annotators' approvals and rejections; keep the update only if it validates better."""
-    from retrieval.checkpoint import load_checkpoint
+    """Refine the latest checkpoint from annotators' judgements: update it or train again, kept only if it validates better."""
+    from retrieval.checkpoint import load_checkpoint, read_judgements
     from retrieval.feedback import FeedbackConfig, refine_with_feedback
+    from retrieval.judgements import as_judged, judgement_record
     from retrieval.sar import SarRetriever
     from retrieval.split import Split
     from retrieval.train import held_out_metrics
@@ -113,31 +122,49 @@ def feedback(
     graph, features = _graph_and_features()
     with handled_errors():
         model, config, meta = load_checkpoint(_checkpoint_root())
-        if meta.get("data_hash") != graph.content_hash:
-            out.print("note: the ACKB changed since this checkpoint was trained; its new judgements are learned from")
+        learnt = read_judgements(_checkpoint_root())  # None: an older checkpoint, what it learnt from is unknown
+        trained_on = as_judged(graph, learnt) if learnt is not None else None
+        if learnt is None:
+            out.print("note: this checkpoint does not record the judgements it learnt from; only the update is tried")
+        elif trained_on.content_hash != graph.content_hash:
+            out.print(f"{_judged_since(learnt, judgement_record(graph))} since this checkpoint trained: they are learned from")
         train_ids = [sp for sp in meta.get("train_selling_points") or graph.ids("SellingPoint") if sp in graph.index("SellingPoint")]
         split = Split(train_ids, [sp for sp in graph.ids("SellingPoint") if sp not in set(train_ids)])
-        feedback_config = FeedbackConfig(seed=config.seed, **({"epochs": epochs} if epochs else {}))
+        feedback_config = FeedbackConfig(seed=config.seed, **({"epochs": epochs} if epochs else {}), **({"candidates": tuple(candidate)} if candidate else {}))
         validation = meta.get("validation_selling_points")  # never supervised on: the gate compares on them
         validation = [sp for sp in validation if sp in set(train_ids)] if validation is not None else None
         kept, history = refine_with_feedback(
-            model, graph, features, split, feedback_config, progress=sys.stderr.isatty(), sar_config=config, validation=validation
+            model, graph, features, split, feedback_config, progress=sys.stderr.isatty(), sar_config=config, validation=validation,
+            trained_on=trained_on,
         )
-        stats = {key: history[key] for key in ("kept", "reason", "gate", "validation", "validation_queries", "judgements")}
-        metrics: dict[str, Any] = {"feedback_loss": history["loss"], "feedback_seconds": history["seconds"], "feedback": stats}
+        stats = {key: history[key] for key in ("kept", "reason", "gate", "validation", "validation_queries", "judgements", "judged_since")}
+        stats |= {key: history[key] for key in ("update", "refit") if key in history}
+        metrics: dict[str, Any] = {"feedback": stats}
         if split.test:
             scores = SarRetriever(kept, graph, features, set(split.train), text_mix=config.text_mix, knn_mix=config.knn_mix).score_matrix(split.test)
             metrics.update(held_out_metrics(graph, scores, split.test))
         extra = {"stage": "feedback", "parent": meta.get("version"), "feedback": stats, "feedback_config": feedback_config.to_dict(),
                  "validation_selling_points": validation}
-        path = _save_with_index(kept, config, graph, features, metrics, split.train, extra=extra)
-    losses = history["loss"]
-    out.print(f"learning to rank, {len(losses)} epochs: loss {losses[0]:.3f} -> {losses[-1]:.3f} "
-              f"({history['judgements']['approved']} approved, {history['judgements']['rejected']} rejected judgements)", highlight=False)
-    out.print(f"kept the {history['kept']} model: {history['reason']} ({history['validation_queries']} validation selling points)", highlight=False)
+        judgements = learnt if history["kept"] == "current" else judgement_record(graph)  # what the kept model learnt from
+        path = _save_with_index(kept, config, graph, features, metrics, split.train, extra=extra, judgements=judgements)
+    counts = f"{history['judgements']['approved']} approved, {history['judgements']['rejected']} rejected judgements"
+    if "update" in history:
+        losses = history["update"]["loss"]
+        out.print(f"update, {len(losses)} epochs of learning to rank: loss {losses[0]:.3f} -> {losses[-1]:.3f} ({counts})", highlight=False)
+    else:
+        out.print(f"learning from {counts}", highlight=False)
+    tried = ", ".join(f"{name} {values['NDCG@10']:.3f}" for name, values in history["validation"].items() if values)
+    out.print(f"validation NDCG@10 ({history['validation_queries']} selling points): {tried or 'none measurable'}", highlight=False)
+    out.print(f"kept the {history['kept']} model: {history['reason']}", highlight=False)
     if split.test:
         _print_metrics(f"held-out ({len(split.test)} selling points)", metrics)
     out.print(f"checkpoint: {path}")
+
+
+def _judged_since(before: list, now: list) -> str:
+    """'N judgements made or changed' between two judgement records."""
+    changed = len({tuple(r) for r in now} - {tuple(r) for r in before})
+    return f"{changed} judgement{'s' if changed != 1 else ''} made or changed"
 
 
 @retrieval_app.command("eval")
@@ -181,11 +208,14 @@ def evaluate(
             with opened_store(read_only=True) as store:
                 graph = graph_from_store(store, config.media_dir)
         features = build_features(graph, TextEncoder(config.text_encoder_path), config.cache_dir)
-        learned_for_seed = (lambda s: learned_rankers(seed=s, feedback_share=feedback_share)) if learned else None
+        decisions: list[dict[str, Any]] = []
+        learned_for_seed = (lambda s: learned_rankers(seed=s, feedback_share=feedback_share, decisions=decisions)) if learned else None
         result = evaluate_protocol(
             graph, features, protocol, seeds=seeds, first_seed=seed, fraction=test_fraction, extra_rankers=learned_for_seed,
             compare=FEEDBACK_COMPARISONS,
         )
+        if decisions:
+            result["feedback_kept"] = decisions
     if as_json:
         print(json.dumps(result, indent=2))
     else:

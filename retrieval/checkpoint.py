@@ -2,7 +2,9 @@
 
 Each version holds model.pt (state_dict, loaded with weights_only=True), config.json (SarConfig
 and the model's architecture spec), metrics.json and meta.json (data hash, created_at, training
-selling points), written to a temporary folder and renamed so a crash leaves no half version.
+selling points), and judgements.json when known (the judged relationships the model learnt from,
+so feedback can tell what annotators judged since), written to a temporary folder and renamed so a
+crash leaves no half version.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ if TYPE_CHECKING:  # torch and torch-geometric load only to save or load a model
     from retrieval.train import SarConfig
 
 FILES = ("model.pt", "config.json", "metrics.json", "meta.json")
+JUDGEMENTS = "judgements.json"  # optional: older versions have none
 VERSION = re.compile(r"^v(\d{4,})$")
 
 
@@ -38,6 +41,7 @@ def save_checkpoint(
     *,
     train_selling_points: list[str] | None = None,
     extra: dict[str, Any] | None = None,
+    judgements: list[list[str]] | None = None,
 ) -> Path:
     """Write a new version folder under `directory`, point `latest` at it, return its path."""
     import torch
@@ -58,6 +62,8 @@ def save_checkpoint(
         **(extra or {}),
     }
     (staging / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    if judgements is not None:
+        (staging / JUDGEMENTS).write_text(json.dumps(judgements), encoding="utf-8")
     final = root / name
     os.replace(staging, final)
     latest = root / f".latest.partial-{os.getpid()}"
@@ -86,6 +92,12 @@ def read_meta(path_or_root: Path) -> dict[str, Any]:
     meta["metrics"] = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
     meta["path"] = str(path)
     return meta
+
+
+def read_judgements(path_or_root: Path) -> list[list[str]] | None:
+    """The judged relationships ([type, from, to, status]) a version learnt from, or None when it did not record them."""
+    path = resolve_checkpoint(path_or_root) / JUDGEMENTS
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def load_checkpoint(path_or_root: Path) -> tuple[SarGAT, SarConfig, dict[str, Any]]:

@@ -531,6 +531,8 @@ def format_protocol_table(result: Mapping[str, Any]) -> str:
             f"{pair['method']} minus {pair['reference']} (paired): "
             + ", ".join(f"{m} {pair[m]['mean']:+.3f} [{pair[m]['low']:+.3f}, {pair[m]['high']:+.3f}]" for m in metrics)
         )
+    if result.get("feedback_kept"):
+        notes.append("Feedback stage kept, per seed: " + ", ".join(f"{d['seed']} {d['kept']}" for d in result["feedback_kept"]))
     return "\n".join(lines + [""] + notes)
 
 

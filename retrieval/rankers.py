@@ -4,20 +4,21 @@ Each is a `retrieval.baselines.Ranker` (graph, features, split, sp_ids) -> score
 split's training selling points inside the call; training is memoised per (graph, split) so the
 four rankers share one GAT and one feedback update. "GAT" is the served score without text
 (GAT cosine + the learned nearest-neighbour vote); "+text" adds `text_mix` × text cosine;
-"+FB" is the model the feedback stage's validation gate kept (the candidate or the GAT itself).
+"+FB" is the model the feedback stage's validation gate kept (updated, trained again, or the GAT
+itself).
 
 `feedback_share` > 0 simulates judgements that arrive after training, as in use (SAR proposes,
 annotators judge, `kdcvg retrieval feedback` learns): that share of the training selling points'
 judged links and relations is still `proposed` when the GAT trains, and judged when feedback runs;
 both models are then served on the judged graph. "GAT-all" (trained on every judgement from the
-start) is the sceptic's row: is the update as good as training again?
+start) is the sceptic's row: is the feedback stage as good as training again?
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -25,34 +26,13 @@ from kb.graph import AckbGraph
 from kdcvg.errors import BadInputError
 from retrieval.baselines import Ranker
 from retrieval.feedback import FeedbackConfig, refine_with_feedback
+from retrieval.judgements import pending_judgements
 from retrieval.model import SarGAT
 from retrieval.sar import SarRetriever
 from retrieval.split import Split
 from retrieval.train import SarConfig, train_sar
 
-FEEDBACK_COMPARISONS = (("GAT+FB", "GAT"), ("GAT+FB+text", "GAT+text"), ("GAT+FB", "GAT-all"))  # paired per query
-JUDGED = ("approved", "rejected")
-
-
-def pending_judgements(graph: AckbGraph, selling_points: Sequence[str], share: float, seed: int) -> AckbGraph:
-    """The graph with `share` of the judged ILLUSTRATES links and SAME_CLAIM relations of `selling_points` back to `proposed`.
-
-    Judgements made after training: a SAME_CLAIM relation counts when both its selling points are
-    in `selling_points`. Deterministic for a seed; nodes and unjudged rows are unchanged.
-    """
-    chosen = set(selling_points)
-    rng = random.Random(seed)
-    relationships = dict(graph.relationships)
-    for type_, counts in (("ILLUSTRATES", lambda r: r["to"] in chosen), ("SAME_CLAIM", lambda r: r["from"] in chosen and r["to"] in chosen)):
-        rows = []
-        for row in graph.relationships[type_]:
-            if row.get("status") in JUDGED and counts(row) and rng.random() < share:
-                row = {**row, "status": "proposed"}
-            rows.append(row)
-        relationships[type_] = rows
-    return AckbGraph(graph.nodes, relationships, graph.media_root)
-
-
+FEEDBACK_COMPARISONS = (("GAT+FB", "GAT"), ("GAT+FB+text", "GAT+text"), ("GAT+FB", "GAT-all"), ("GAT-all", "GAT"))  # paired per query
 def learned_rankers(
     config: SarConfig | None = None,
     feedback: FeedbackConfig | None = None,
@@ -60,11 +40,13 @@ def learned_rankers(
     seed: int | None = None,
     progress: bool = False,
     feedback_share: float = 0.0,
+    decisions: list[dict[str, Any]] | None = None,
 ) -> dict[str, Ranker]:
     """{"GAT", "GAT+text", "GAT+FB", "GAT+FB+text"} rankers sharing their training (and "GAT-all" when `feedback_share` > 0).
 
     `seed` (when given) replaces both configs' seeds, so one evaluation seed varies the split (the
     caller's), the GAT's initial weights and training episodes, and the feedback stage's together.
+    `decisions`, when given, receives {"seed", "kept", "reason"} for each feedback stage run.
     """
     if not 0.0 <= feedback_share < 1.0:
         raise BadInputError(f"feedback_share must be in [0, 1), got {feedback_share}")
@@ -80,12 +62,15 @@ def learned_rankers(
             earlier = pending_judgements(graph, split.train, feedback_share, config.seed) if feedback_share else graph
             gat, history = train_sar(earlier, features, split, config, progress=progress)
             validation = history["validation_selling_points"]
-            refined, _ = refine_with_feedback(
+            refined, history = refine_with_feedback(
                 gat, graph, features, split, feedback, progress=progress, sar_config=config, validation=validation, trained_on=earlier
             )
             trained[key] = {"GAT": gat, "GAT+FB": refined}
-            if feedback_share:
-                trained[key]["GAT-all"] = train_sar(graph, features, split, config, progress=progress)[0]
+            if decisions is not None:
+                decisions.append({"seed": config.seed, "kept": history["kept"], "reason": history["reason"]})
+            if feedback_share:  # a kept retrain is this very training (same graph, split and seed): not run twice
+                retrained = history["kept"] == "retrain" and not config.validation_fraction
+                trained[key]["GAT-all"] = refined if retrained else train_sar(graph, features, split, config, progress=progress)[0]
         return trained[key]
 
     def ranker(stage: str, text_mix: float) -> Ranker:

@@ -98,14 +98,53 @@ def test_feedback_makes_a_new_version_and_eval_prints_all_methods(trained: dict[
     result = kdcvg(trained, "retrieval", "feedback", "--epochs", "2")
     assert "kept the" in result.stdout and "v0002" in result.stdout
     meta = json.loads((Path(trained["KDCVG_DATA"]) / "models" / "sar" / "v0002" / "meta.json").read_text())
-    assert meta["stage"] == "feedback" and meta["feedback"]["kept"] in ("candidate", "current") and meta["feedback"]["reason"]
+    assert meta["stage"] == "feedback" and meta["feedback"]["kept"] == "current" and "nothing to try" in meta["feedback"]["reason"]
+    assert set(meta["feedback"]["validation"]) == {"current"}, "nothing judged since training: nothing to train again on"
     result = json.loads(kdcvg(trained, "retrieval", "eval", "--protocol", "link-completion", "--seeds", "2", "--json").stdout)
     assert [r["method"] for r in result["rows"]] == [
         "random", "popularity", "same-product", "same-product-unlinked", "same-category", "bm25", "sentence-cosine", "sp-knn",
         "GAT", "GAT+text", "GAT+FB", "GAT+FB+text",
     ]  # fmt: skip
     assert result["seeds"] == [0, 1]
+    assert [d["seed"] for d in result["feedback_kept"]] == [0, 1] and all(d["kept"] == "current" for d in result["feedback_kept"])
     assert all(0 <= r["Recall@10"]["low"] <= r["Recall@10"]["mean"] <= r["Recall@10"]["high"] <= 1 for r in result["rows"])
+
+
+def test_feedback_retrains_on_judgements_made_since_the_checkpoint(trained: dict[str, str]) -> None:
+    """Annotators judge after training; feedback knows which judgements are new (the checkpoint records what it learnt from),
+    tries training again behind the gate, and the new version records what its model learnt from."""
+    from kb.backends import open_store
+    from kb.curation import Curator
+    from kb.graph import graph_from_store
+    from kdcvg.config import load_settings
+    from retrieval.judgements import judgement_record
+
+    root = Path(trained["KDCVG_DATA"]) / "models" / "sar"
+    before = json.loads((root / "v0001" / "judgements.json").read_text())
+    settings = load_settings(environ=trained, config_file=Path(trained["XDG_CONFIG_HOME"]) / "absent.toml")
+    with open_store(settings) as store:
+        graph = graph_from_store(store)
+        status = {(r["from"], r["to"]): r["status"] for r in graph.relationships["ILLUSTRATES"]}
+        sps = sorted(s for s in graph.ids("SellingPoint") if graph.product_of_selling_point[s] == "prod-airbeat-wireless-earbuds")
+        clips = sorted(c for c, p in graph.product_of_clip.items() if p == "prod-airbeat-wireless-earbuds")
+        curator = Curator(store, "ann")
+        new = [(c, s) for s in sps for c in clips if status.get((c, s)) != "approved"][:3]
+        for clip, sp in new:
+            if (clip, sp) in status:
+                curator.set_link_status(clip, sp, "approved")
+            else:
+                curator.link_clip(clip, sp, status="approved")
+        now = judgement_record(graph_from_store(store))
+    result = kdcvg(trained, "retrieval", "feedback", "--epochs", "2", "--candidate", "retrain")
+    assert "3 judgements made or changed since this checkpoint trained" in result.stdout, result.stdout
+    assert "retrain " in result.stdout.split("validation NDCG@10", 1)[1].splitlines()[0], result.stdout
+    latest = root / (root / "latest").read_text().strip()
+    meta = json.loads((latest / "meta.json").read_text())
+    assert meta["feedback"]["kept"] in ("current", "retrain") and "update" not in meta["feedback"]["validation"]
+    learnt = json.loads((latest / "judgements.json").read_text())
+    assert learnt == (before if meta["feedback"]["kept"] == "current" else now) and before != now
+    refused = kdcvg(trained, "retrieval", "feedback", "--candidate", "reinforce", ok=False)
+    assert refused.returncode == 2 and "reinforce" in refused.stderr
 
 
 @pytest.mark.parametrize(

@@ -86,14 +86,14 @@ def test_held_out_recall_beats_random(demo: dict[str, Any], trained: tuple[Any, 
 def test_feedback_update_changes_the_model_when_judgements_exist(demo: dict[str, Any], trained: tuple[Any, dict[str, Any]]) -> None:
     model, _ = trained
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    always = FeedbackConfig(epochs=3, min_gain=-1.0, tolerance=1.0)  # a gate that accepts any candidate
+    always = FeedbackConfig(epochs=3, min_gain=-1.0, tolerance=1.0, candidates=("update",))  # a gate that accepts any candidate
     refined, history = refine_with_feedback(model, demo["graph"], demo["features"], demo["split"], always, progress=False)
     assert history["judgements"]["approved"] > 0 and history["judgements"]["rejected"] > 0
-    assert len(history["loss"]) == 3 and all(np.isfinite(history["loss"]))
-    assert history["kept"] == "candidate" and refined is not model
+    assert len(history["update"]["loss"]) == 3 and all(np.isfinite(history["update"]["loss"]))
+    assert history["kept"] == "update" and refined is not model
     assert any(not torch.equal(before[k], v) for k, v in refined.state_dict().items()), "the update must change the model"
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "the input model must be left as it was"
-    assert history["validation_queries"] > 0 and set(history["validation"]) == {"current", "candidate"}
+    assert history["validation_queries"] > 0 and set(history["validation"]) == {"current", "update"}, "no new judgements: no retrain"
     retriever = SarRetriever(refined, demo["graph"], demo["features"], set(demo["split"].train))
     assert np.isfinite(retriever.score_matrix(demo["split"].test)).all()
 
@@ -101,10 +101,10 @@ def test_feedback_update_changes_the_model_when_judgements_exist(demo: dict[str,
 def test_feedback_gate_keeps_the_current_model_when_the_candidate_is_not_better(demo: dict[str, Any], trained: tuple[Any, dict[str, Any]]) -> None:
     model, _ = trained
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    unreachable = FeedbackConfig(epochs=3, min_gain=1.0)  # no candidate can gain a whole NDCG@10 point
+    unreachable = FeedbackConfig(epochs=3, min_gain=1.0, candidates=("update",))  # no candidate can gain a whole NDCG@10 point
     unseen = demo["split"].test  # the model never learned from these: a fair validation
     kept, history = refine_with_feedback(model, demo["graph"], demo["features"], demo["split"], unreachable, progress=False, validation=unseen)
-    assert history["validation"]["current"] and history["validation"]["candidate"]
+    assert history["validation"]["current"] and history["validation"]["update"]
     assert history["kept"] == "current" and "no gain" in history["reason"]
     assert kept is model and all(torch.equal(before[k], v) for k, v in kept.state_dict().items())
 
@@ -116,19 +116,20 @@ def test_feedback_validates_on_a_shadow_model_and_refits_the_served_one_on_every
     that passes is then learnt from all products' judgements, so validation costs the served model no supervision."""
     model, history = trained
     assert history["validation_selling_points"] == [], "by default SAR learns from every training product"
-    always = FeedbackConfig(epochs=2, min_gain=-1.0, tolerance=1.0)
+    always = FeedbackConfig(epochs=2, min_gain=-1.0, tolerance=1.0, candidates=("update",))
     refined, stats = refine_with_feedback(model, demo["graph"], demo["features"], demo["split"], always, progress=False, sar_config=SarConfig(epochs=5))
-    assert stats["gate"] == "refit" and stats["kept"] == "candidate" and stats["validation_queries"] > 0
-    assert stats["refit"]["approved"] > stats["judgements"]["approved"], "the refit learns from the validation products too"
+    assert stats["gate"] == "refit" and stats["kept"] == "update" and stats["validation_queries"] > 0
+    assert stats["refit"]["approved"] == stats["judgements"]["approved"] > stats["shadow"]["approved"], "the refit learns from the validation products too"
+    assert stats["folds"] == 4 and stats["validation_queries"] == len(demo["split"].train), "every training product validates once"
     assert len(stats["refit"]["loss"]) == 2 and refined is not model
-    never = FeedbackConfig(epochs=2, min_gain=1.0)
+    never = FeedbackConfig(epochs=2, min_gain=1.0, candidates=("update",))
     kept, stats = refine_with_feedback(model, demo["graph"], demo["features"], demo["split"], never, progress=False, sar_config=SarConfig(epochs=5))
     assert stats["gate"] == "refit" and stats["kept"] == "current" and kept is model and "refit" not in stats
 
 
 def test_judgements_made_after_training_reach_the_update_not_the_shadow(demo: dict[str, Any], trained: tuple[Any, dict[str, Any]]) -> None:
     """Simulated use: part of the training judgements is still `proposed` when the GAT trains; feedback learns them."""
-    from retrieval.rankers import pending_judgements
+    from retrieval.judgements import pending_judgements
 
     graph, split = demo["graph"], demo["split"]
     earlier = pending_judgements(graph, split.train, 0.5, seed=0)
@@ -137,11 +138,54 @@ def test_judgements_made_after_training_reach_the_update_not_the_shadow(demo: di
     changed = [(a, b) for a, b in zip(graph.relationships["ILLUSTRATES"], earlier.relationships["ILLUSTRATES"]) if a != b]
     assert changed and all(a["status"] in ("approved", "rejected") and b == {**a, "status": "proposed"} for a, b in changed)
     assert all(a["to"] in set(split.train) for a, _ in changed), "held-out selling points keep their judgements"
-    always = FeedbackConfig(epochs=2, min_gain=-1.0, tolerance=1.0)
+    always = FeedbackConfig(epochs=2, min_gain=-1.0, tolerance=1.0, candidates=("update",))
     small = SarConfig(epochs=5)
     _, now = refine_with_feedback(trained[0], graph, demo["features"], split, always, progress=False, sar_config=small)
     _, later = refine_with_feedback(trained[0], graph, demo["features"], split, always, progress=False, sar_config=small, trained_on=earlier)
     assert later["shadow"]["approved"] < now["shadow"]["approved"] <= now["judgements"]["approved"] == later["judgements"]["approved"]
+
+
+def test_judgements_made_since_training_lead_to_a_gated_retrain(demo: dict[str, Any], trained: tuple[Any, dict[str, Any]]) -> None:
+    """With judgements added since the model trained, training again is a candidate; kept, it is exactly a training on the
+    judged graph. Without any, there is nothing to retrain on and a retrain-only stage keeps the current model."""
+    from retrieval.judgements import pending_judgements
+
+    graph, features, split = demo["graph"], demo["features"], demo["split"]
+    earlier = pending_judgements(graph, split.train, 0.5, seed=0)
+    small = SarConfig(epochs=5)
+    retrain_only = FeedbackConfig(epochs=2, min_gain=-1.0, tolerance=1.0, candidates=("retrain",))
+    refined, history = refine_with_feedback(trained[0], graph, features, split, retrain_only, progress=False, sar_config=small, trained_on=earlier)
+    assert set(history["validation"]) == {"current", "retrain"} and history["kept"] == "retrain"
+    assert history["refit"]["approved"] > history["shadow"]["approved"], "the refit learns every judgement of every training product"
+    again, _ = train_sar(graph, features, split, small, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(refined.state_dict().values(), again.state_dict().values()))
+    kept, history = refine_with_feedback(trained[0], graph, features, split, retrain_only, progress=False, sar_config=small)
+    assert kept is trained[0] and history["kept"] == "current" and "nothing to try" in history["reason"]
+    assert not history["judged_since"] and "update" not in history, "the default stage does not run the update"
+    assert FeedbackConfig().candidates == ("retrain",)
+
+    both = FeedbackConfig(epochs=2, min_gain=-1.0, tolerance=1.0, candidates=("update", "retrain"))
+    _, history = refine_with_feedback(trained[0], graph, features, split, both, progress=False, sar_config=small, trained_on=earlier)
+    tried = {name: values["NDCG@10"] for name, values in history["validation"].items() if name != "current"}
+    assert set(tried) == {"update", "retrain"} and history["kept"] == max(tried, key=tried.get), "the better validated candidate wins"
+    with pytest.raises(BadInputError, match="candidates"):
+        FeedbackConfig(candidates=("reinforce",))
+
+
+def test_a_judgement_record_rebuilds_the_graph_a_model_learnt_from(demo: dict[str, Any]) -> None:
+    from retrieval.judgements import as_judged, judgement_record, pending_judgements
+
+    graph, split = demo["graph"], demo["split"]
+    earlier = pending_judgements(graph, split.train, 0.5, seed=1)
+    record = judgement_record(earlier)
+    assert record and all(status in ("approved", "rejected") for *_, status in record) and record == sorted(record)
+    assert as_judged(graph, record).content_hash == earlier.content_hash
+    assert as_judged(graph, judgement_record(graph)).content_hash == graph.content_hash
+    flipped = next(r for r in record if r[0] == "ILLUSTRATES" and r[3] == "approved")
+    changed_since = [[*r[:3], "rejected"] if r == flipped else r for r in record]
+    rebuilt = as_judged(graph, changed_since)
+    status = {(r["from"], r["to"]): r["status"] for r in rebuilt.relationships["ILLUSTRATES"]}
+    assert status[(flipped[1], flipped[2])] == "rejected", "a judgement changed since takes the recorded status"
 
 
 def test_feedback_share_adds_the_retrained_row_and_is_checked() -> None:
@@ -351,7 +395,7 @@ def test_annotators_rejections_change_what_feedback_learns(demo: dict[str, Any],
     the judgements reach the model through the ranking loss alone. The gate accepts any candidate here:
     what is tested is the update, not the gate."""
     graph, features, split, model = demo["graph"], demo["features"], demo["split"], trained[0]
-    config = FeedbackConfig(epochs=5, seed=0, min_gain=-1.0, tolerance=1.0)
+    config = FeedbackConfig(epochs=5, seed=0, min_gain=-1.0, tolerance=1.0, candidates=("update",))
     policy = SarRetriever(model, graph, features, set(split.train)).score_matrix(split.train)
     approved, clip_ids = graph.judgements("approved"), graph.ids("CreativeClip")
     rejected = []  # each training selling point's two best-scored clips that are not approved for it
