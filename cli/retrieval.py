@@ -76,8 +76,15 @@ def train(
     test_fraction: Annotated[float, typer.Option(min=0.01, max=0.9, help="Share of selling points held out.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed for the split and the model.")] = 0,
     if_changed: Annotated[bool, typer.Option("--if-changed", help="Skip if the latest checkpoint has this data and config.")] = False,
+    text_mix: Annotated[
+        Optional[float],
+        typer.Option(min=0.0, max=2.0, help="Text share of the served score (default: chosen by cross-validation over the training products)."),
+    ] = None,
 ) -> None:
     """Train the heterogeneous GAT on the ACKB and save a versioned checkpoint with its index."""
+    from dataclasses import replace
+
+    from retrieval.crossval import choose_text_mix
     from retrieval.judgements import judgement_record
     from retrieval.sar import SarRetriever
     from retrieval.split import split_by_selling_point
@@ -85,18 +92,28 @@ def train(
 
     graph, features = _graph_and_features()
     config = SarConfig(seed=seed, test_fraction=test_fraction, **({"epochs": epochs} if epochs else {}))
+    chosen = "cross-validation" if text_mix is None else "given"
+    if text_mix is not None:
+        config = replace(config, text_mix=text_mix)
     if if_changed and (latest := _latest_meta()) is not None:
-        if latest.get("data_hash") == graph.content_hash and latest.get("config") == config.to_dict():
+        same_mix = latest.get("text_mix_chosen_by") == chosen and (text_mix is None or latest["config"].get("text_mix") == text_mix)
+        asked = {**config.to_dict(), "text_mix": latest["config"].get("text_mix")}  # the share itself is compared above
+        if latest.get("data_hash") == graph.content_hash and same_mix and latest.get("config") == asked:
             out.print(f"checkpoint {latest['path']} was trained on this ACKB with this config: nothing to do")
             return
     with handled_errors():
         split = split_by_selling_point(graph, test_fraction=test_fraction, seed=seed)
         if not split.test:
             fail("no selling point can be held out: the ACKB needs products with two or more selling points with approved clips", 2)
+        if text_mix is None:
+            mix, measured = choose_text_mix(graph, features, split, config, progress=sys.stderr.isatty())
+            config = replace(config, text_mix=mix)
+            by_mix = ", ".join(f"{m:g}: {v['NDCG@10']:.3f}" for m, v in measured["mixes"].items() if v)
+            out.print(f"text share {mix:g}, chosen over {measured['folds']} product groups (NDCG@10 by share: {by_mix or 'not measurable'})")
         model, history = train_sar(graph, features, split, config, progress=sys.stderr.isatty())
         scores = SarRetriever(model, graph, features, set(split.train), text_mix=config.text_mix, knn_mix=config.knn_mix).score_matrix(split.test)
         metrics = {**held_out_metrics(graph, scores, split.test), "final_loss": history["loss"][-1], "train_seconds": history["seconds"]}
-        extra = {"validation_selling_points": history["validation_selling_points"]}
+        extra = {"validation_selling_points": history["validation_selling_points"], "text_mix_chosen_by": chosen}
         path = _save_with_index(model, config, graph, features, metrics, split.train, extra=extra, judgements=judgement_record(graph))
     out.print(f"trained {config.epochs} epochs in {history['seconds']:.1f} s, loss {history['loss'][0]:.3f} -> {history['loss'][-1]:.3f}")
     _print_metrics(f"held-out ({len(split.test)} selling points)", metrics)
@@ -144,6 +161,7 @@ def feedback(
             scores = SarRetriever(kept, graph, features, set(split.train), text_mix=config.text_mix, knn_mix=config.knn_mix).score_matrix(split.test)
             metrics.update(held_out_metrics(graph, scores, split.test))
         extra = {"stage": "feedback", "parent": meta.get("version"), "feedback": stats, "feedback_config": feedback_config.to_dict(),
+                 "text_mix_chosen_by": meta.get("text_mix_chosen_by"),
                  "validation_selling_points": validation}
         judgements = learnt if history["kept"] == "current" else judgement_record(graph)  # what the kept model learnt from
         path = _save_with_index(kept, config, graph, features, metrics, split.train, extra=extra, judgements=judgements)
@@ -215,7 +233,7 @@ def evaluate(
             compare=FEEDBACK_COMPARISONS,
         )
         if decisions:
-            result["feedback_kept"] = decisions
+            result["learned_runs"] = decisions
     if as_json:
         print(json.dumps(result, indent=2))
     else:

@@ -531,8 +531,9 @@ def format_protocol_table(result: Mapping[str, Any]) -> str:
             f"{pair['method']} minus {pair['reference']} (paired): "
             + ", ".join(f"{m} {pair[m]['mean']:+.3f} [{pair[m]['low']:+.3f}, {pair[m]['high']:+.3f}]" for m in metrics)
         )
-    if result.get("feedback_kept"):
-        notes.append("Feedback stage kept, per seed: " + ", ".join(f"{d['seed']} {d['kept']}" for d in result["feedback_kept"]))
+    if result.get("learned_runs"):
+        notes.append("Feedback stage kept, per seed: " + ", ".join(f"{d['seed']} {d['kept']}" for d in result["learned_runs"]))
+        notes.append("Text share of the +text rows, chosen per seed: " + ", ".join(f"{d['seed']} {d['text_mix']:g}" for d in result["learned_runs"]))
     return "\n".join(lines + [""] + notes)
 
 

@@ -39,7 +39,6 @@ was kept and why.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Any
@@ -50,8 +49,8 @@ import torch.nn.functional as F
 
 from kb.graph import AckbGraph
 from kdcvg.errors import BadInputError
+from retrieval.crossval import pooled, validation_folds, validation_metrics
 from retrieval.hetero import CLIP, SP, approved_illustrates
-from retrieval.metrics import ranking_metrics
 from retrieval.model import SarGAT
 from retrieval.split import Split
 from retrieval.train import (
@@ -132,35 +131,6 @@ def pairwise_loss(model: SarGAT, episode: Episode, config: SarConfig, rejected: 
     weight[:, :half] = torch.where(judged.any(dim=1, keepdim=True), feedback.rejected_weight, 0.0)  # no rejection: no judged pair
     margin = (scores.gather(1, positive) - scores.gather(1, negative)) / feedback.temperature
     return (weight * F.softplus(-margin)).sum() / weight.sum().clamp(min=1.0)
-
-
-def validation_metrics(model: SarGAT, graph: AckbGraph, features: dict[str, np.ndarray], seen: set[str], queries: list[str], config: SarConfig) -> dict[str, float]:
-    """Metrics of `model` ranking clips for `queries`, selling points of products new to the graph (no links or relations of theirs).
-
-    As the cold-start evaluation: a query with approved SAME_CLAIM partners on other products ranks
-    those products' clips, relevant = the partners' approved clips; a query without any (an ACKB
-    with no SAME_CLAIM judged) ranks all clips, relevant = its own approved clips.
-    """
-    from retrieval.sar import SarRetriever
-
-    tg = training_graph(graph, features, set(queries) | seen)
-    rows = torch.tensor([graph.index(SP)[s] for s in queries], dtype=torch.long)
-    partners = tg.claim_matrix(rows)
-    partners[:, rows] = False  # partners on the other held-out products are new too
-    all_links = tg.link_matrix(torch.arange(tg.n_sps)).float()
-    partner_clips = (partners.float() @ all_links) > 0
-    new_clip = torch.isin(tg.clip_product, torch.unique(tg.sp_product[rows]))
-    own_clips = tg.link_matrix(rows)
-    cold = partner_clips.any(dim=1, keepdim=True)
-    relevant_mask = torch.where(cold, partner_clips & ~new_clip, own_clips)
-    candidates = torch.where(cold, ~new_clip.unsqueeze(0).expand_as(own_clips), torch.ones_like(own_clips))
-    keep = torch.nonzero(relevant_mask.any(dim=1)).flatten().tolist()
-    if not keep:
-        return {}
-    retriever = SarRetriever(model, graph, features, seen, text_mix=config.text_mix, knn_mix=config.knn_mix)
-    scores = retriever.score_matrix([queries[i] for i in keep])
-    scores = np.where(candidates[keep].numpy(), scores, -np.inf)
-    return ranking_metrics(scores, [set(torch.nonzero(relevant_mask[i]).flatten().tolist()) for i in keep])
 
 
 def gate(current: dict[str, float], candidate: dict[str, float], config: FeedbackConfig) -> tuple[bool, str]:
@@ -259,30 +229,6 @@ def refine_with_feedback(
     refit = copy.deepcopy(base)
     history["refit"] = _learn_judgements(refit, graph, features, split.train, sar_config, config, progress)
     return refit, history
-
-
-def validation_folds(graph: AckbGraph, train: list[str], folds: int, gen: torch.Generator) -> list[list[str]]:
-    """The training selling points in up to `folds` groups by product, products shuffled (none below 3 products; each leaves 2+ to train on)."""
-    products = sorted({graph.product_of_selling_point[s] for s in train if s in graph.product_of_selling_point})
-    if len(products) < 3:
-        return []
-    count = min(folds, len(products))
-    if len(products) - math.ceil(len(products) / count) < 2:  # a group too big to leave two products: one product a group
-        count = len(products)
-    order = [products[i] for i in torch.randperm(len(products), generator=gen).tolist()]
-    group = {product: index % count for index, product in enumerate(order)}
-    result = [[s for s in train if group.get(graph.product_of_selling_point.get(s)) == g] for g in range(count)]
-    return [fold for fold in result if fold]
-
-
-def pooled(per_fold: list[dict[str, float]]) -> dict[str, float]:
-    """Metrics over all folds' queries: each fold's means weighted by its scored queries (folds with none left out)."""
-    scored = [m for m in per_fold if m and m.get("queries")]
-    total = sum(m["queries"] for m in scored)
-    if not total:
-        return {}
-    names = [name for name in scored[0] if name not in ("queries", "excluded")]
-    return {name: sum(m[name] * m["queries"] for m in scored) / total for name in names} | {"queries": total}
 
 
 def _choose(history: dict[str, Any], config: FeedbackConfig) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 Each is a `retrieval.baselines.Ranker` (graph, features, split, sp_ids) -> scores. They train on the
 split's training selling points inside the call; training is memoised per (graph, split) so the
-four rankers share one GAT and one feedback update. "GAT" is the served score without text
-(GAT cosine + the learned nearest-neighbour vote); "+text" adds `text_mix` × text cosine;
+four rankers share one GAT, one feedback stage and one text-share choice. "GAT" is the served score without text
+(GAT cosine + the learned nearest-neighbour vote); "+text" adds text cosine at the share that
+cross-validation over the training products chooses (`retrieval.crossval.choose_text_mix`);
 "+FB" is the model the feedback stage's validation gate kept (updated, trained again, or the GAT
 itself).
 
@@ -25,9 +26,9 @@ import numpy as np
 from kb.graph import AckbGraph
 from kdcvg.errors import BadInputError
 from retrieval.baselines import Ranker
+from retrieval.crossval import choose_text_mix
 from retrieval.feedback import FeedbackConfig, refine_with_feedback
 from retrieval.judgements import pending_judgements
-from retrieval.model import SarGAT
 from retrieval.sar import SarRetriever
 from retrieval.split import Split
 from retrieval.train import SarConfig, train_sar
@@ -41,12 +42,15 @@ def learned_rankers(
     progress: bool = False,
     feedback_share: float = 0.0,
     decisions: list[dict[str, Any]] | None = None,
+    text_mix: float | None = None,
 ) -> dict[str, Ranker]:
     """{"GAT", "GAT+text", "GAT+FB", "GAT+FB+text"} rankers sharing their training (and "GAT-all" when `feedback_share` > 0).
 
     `seed` (when given) replaces both configs' seeds, so one evaluation seed varies the split (the
     caller's), the GAT's initial weights and training episodes, and the feedback stage's together.
-    `decisions`, when given, receives {"seed", "kept", "reason"} for each feedback stage run.
+    `text_mix`: the "+text" rows' text share; None (default) chooses it per training split by
+    cross-validation over the training products, as `kdcvg retrieval train` does for the served model.
+    `decisions`, when given, receives {"seed", "kept", "reason", "text_mix"} for each training.
     """
     if not 0.0 <= feedback_share < 1.0:
         raise BadInputError(f"feedback_share must be in [0, 1), got {feedback_share}")
@@ -54,9 +58,9 @@ def learned_rankers(
     feedback = feedback or FeedbackConfig()
     if seed is not None:
         config, feedback = replace(config, seed=seed), replace(feedback, seed=seed)
-    trained: dict[tuple[str, tuple[str, ...]], dict[str, SarGAT]] = {}
+    trained: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
 
-    def models(graph: AckbGraph, features: dict[str, np.ndarray], split: Split) -> dict[str, SarGAT]:
+    def models(graph: AckbGraph, features: dict[str, np.ndarray], split: Split) -> dict[str, Any]:
         key = (graph.content_hash, tuple(split.train))
         if key not in trained:
             earlier = pending_judgements(graph, split.train, feedback_share, config.seed) if feedback_share else graph
@@ -65,28 +69,30 @@ def learned_rankers(
             refined, history = refine_with_feedback(
                 gat, graph, features, split, feedback, progress=progress, sar_config=config, validation=validation, trained_on=earlier
             )
-            trained[key] = {"GAT": gat, "GAT+FB": refined}
+            mix = choose_text_mix(earlier, features, split, config)[0] if text_mix is None else text_mix
+            trained[key] = {"GAT": gat, "GAT+FB": refined, "text_mix": mix}
             if decisions is not None:
-                decisions.append({"seed": config.seed, "kept": history["kept"], "reason": history["reason"]})
+                decisions.append({"seed": config.seed, "kept": history["kept"], "reason": history["reason"], "text_mix": mix})
             if feedback_share:  # a kept retrain is this very training (same graph, split and seed): not run twice
                 retrained = history["kept"] == "retrain" and not config.validation_fraction
                 trained[key]["GAT-all"] = refined if retrained else train_sar(graph, features, split, config, progress=progress)[0]
         return trained[key]
 
-    def ranker(stage: str, text_mix: float) -> Ranker:
+    def ranker(stage: str, with_text: bool) -> Ranker:
         def scores(graph: AckbGraph, features: dict[str, np.ndarray], split: Split, sp_ids: Sequence[str]) -> np.ndarray:
-            model = models(graph, features, split)[stage]
-            retriever = SarRetriever(model, graph, features, set(split.train), text_mix=text_mix, knn_mix=config.knn_mix)
+            trained_here = models(graph, features, split)
+            mix = trained_here["text_mix"] if with_text else 0.0
+            retriever = SarRetriever(trained_here[stage], graph, features, set(split.train), text_mix=mix, knn_mix=config.knn_mix)
             return retriever.score_matrix(list(sp_ids))
 
         return scores
 
     rankers = {
-        "GAT": ranker("GAT", 0.0),
-        "GAT+text": ranker("GAT", config.text_mix),
-        "GAT+FB": ranker("GAT+FB", 0.0),
-        "GAT+FB+text": ranker("GAT+FB", config.text_mix),
+        "GAT": ranker("GAT", False),
+        "GAT+text": ranker("GAT", True),
+        "GAT+FB": ranker("GAT+FB", False),
+        "GAT+FB+text": ranker("GAT+FB", True),
     }
     if feedback_share:
-        rankers["GAT-all"] = ranker("GAT-all", 0.0)
+        rankers["GAT-all"] = ranker("GAT-all", False)
     return rankers

@@ -32,7 +32,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     no_checkpoint = kdcvg(env, "retrieve", "anything", ok=False)
     assert no_checkpoint.returncode == 2 and "kdcvg retrieval train" in no_checkpoint.stderr
     result = kdcvg(env, "retrieval", "train", "--epochs", "20")
-    assert "held-out" in result.stdout and "checkpoint:" in result.stdout
+    assert "held-out" in result.stdout and "checkpoint:" in result.stdout and "text share" in result.stdout
     assert (root / "data" / "models" / "sar" / "v0001" / "index").is_dir()
     return env
 
@@ -106,7 +106,8 @@ def test_feedback_makes_a_new_version_and_eval_prints_all_methods(trained: dict[
         "GAT", "GAT+text", "GAT+FB", "GAT+FB+text",
     ]  # fmt: skip
     assert result["seeds"] == [0, 1]
-    assert [d["seed"] for d in result["feedback_kept"]] == [0, 1] and all(d["kept"] == "current" for d in result["feedback_kept"])
+    assert [d["seed"] for d in result["learned_runs"]] == [0, 1] and all(d["kept"] == "current" for d in result["learned_runs"])
+    assert all(d["text_mix"] in (0.0, 0.25, 0.5, 1.0) for d in result["learned_runs"])
     assert all(0 <= r["Recall@10"]["low"] <= r["Recall@10"]["mean"] <= r["Recall@10"]["high"] <= 1 for r in result["rows"])
 
 
@@ -145,6 +146,22 @@ def test_feedback_retrains_on_judgements_made_since_the_checkpoint(trained: dict
     assert learnt == (before if meta["feedback"]["kept"] == "current" else now) and before != now
     refused = kdcvg(trained, "retrieval", "feedback", "--candidate", "reinforce", ok=False)
     assert refused.returncode == 2 and "reinforce" in refused.stderr
+
+
+def test_train_chooses_the_text_share_unless_given(trained: dict[str, str]) -> None:
+    """The served text share is chosen by cross-validation and recorded; a given share is kept, and --if-changed tells them apart."""
+    root = Path(trained["KDCVG_DATA"]) / "models" / "sar"
+    first = json.loads((root / "v0001" / "meta.json").read_text())
+    assert first["text_mix_chosen_by"] == "cross-validation"
+    assert json.loads((root / "v0001" / "config.json").read_text())["sar"]["text_mix"] in (0.0, 0.25, 0.5, 1.0)
+    given = kdcvg(trained, "retrieval", "train", "--epochs", "20", "--text-mix", "0.3", "--if-changed")
+    assert "text share" not in given.stdout and "checkpoint:" in given.stdout
+    latest = root / (root / "latest").read_text().strip()
+    assert json.loads((latest / "config.json").read_text())["sar"]["text_mix"] == 0.3
+    assert json.loads((latest / "meta.json").read_text())["text_mix_chosen_by"] == "given"
+    assert "nothing to do" in kdcvg(trained, "retrieval", "train", "--epochs", "20", "--text-mix", "0.3", "--if-changed").stdout
+    chosen = kdcvg(trained, "retrieval", "train", "--epochs", "20", "--if-changed")
+    assert "text share" in chosen.stdout and "product groups" in chosen.stdout, chosen.stdout
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,25 @@ def test_a_judgement_record_rebuilds_the_graph_a_model_learnt_from(demo: dict[st
     rebuilt = as_judged(graph, changed_since)
     status = {(r["from"], r["to"]): r["status"] for r in rebuilt.relationships["ILLUSTRATES"]}
     assert status[(flipped[1], flipped[2])] == "rejected", "a judgement changed since takes the recorded status"
+
+
+def test_cross_validation_groups_products_and_chooses_a_text_share(demo: dict[str, Any]) -> None:
+    from retrieval.crossval import TEXT_MIXES, choose_text_mix, validation_folds
+
+    graph, features, split = demo["graph"], demo["features"], demo["split"]
+    folds = validation_folds(graph, split.train, 5, torch.Generator().manual_seed(0))
+    products = {graph.product_of_selling_point[s] for s in split.train}
+    assert len(folds) == len(products) == 4 and sorted(sum(folds, [])) == sorted(split.train), "every training selling point once"
+    assert all(len({graph.product_of_selling_point[s] for s in fold}) == 1 for fold in folds), "a product stays in one group"
+    two = validation_folds(graph, split.train, 2, torch.Generator().manual_seed(0))
+    assert len(two) == 2 and all(len({graph.product_of_selling_point[s] for s in fold}) == 2 for fold in two)
+    config = SarConfig(epochs=5, seed=0)
+    mix, measured = choose_text_mix(graph, features, split, config)
+    assert mix in TEXT_MIXES and measured["folds"] == 4 and set(measured["mixes"]) == set(TEXT_MIXES)
+    assert measured["mixes"][mix]["NDCG@10"] == max(v["NDCG@10"] for v in measured["mixes"].values())
+    assert choose_text_mix(graph, features, split, config) == (mix, measured), "deterministic for a seed"
+    one_product = [s for s in split.train if graph.product_of_selling_point[s] == graph.product_of_selling_point[split.train[0]]]
+    assert choose_text_mix(graph, features, type(split)(one_product, split.test), replace(config, text_mix=0.7)) == (0.7, {"mixes": {}, "folds": 0})
 
 
 def test_feedback_share_adds_the_retrained_row_and_is_checked() -> None:
