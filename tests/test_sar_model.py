@@ -195,7 +195,7 @@ def test_cross_validation_groups_products_and_chooses_a_text_share(demo: dict[st
     graph, features, split = demo["graph"], demo["features"], demo["split"]
     folds = validation_folds(graph, split.train, 5, torch.Generator().manual_seed(0))
     products = {graph.product_of_selling_point[s] for s in split.train}
-    assert len(folds) == len(products) == 4 and sorted(sum(folds, [])) == sorted(split.train), "every training selling point once"
+    assert len(folds) == len(products) == 4 and sorted(s for fold in folds for s in fold) == sorted(split.train), "every training selling point once"
     assert all(len({graph.product_of_selling_point[s] for s in fold}) == 1 for fold in folds), "a product stays in one group"
     two = validation_folds(graph, split.train, 2, torch.Generator().manual_seed(0))
     assert len(two) == 2 and all(len({graph.product_of_selling_point[s] for s in fold}) == 2 for fold in two)
