@@ -172,7 +172,8 @@ def feedback(
     else:
         out.print(f"learning from {counts}", highlight=False)
     tried = ", ".join(f"{name} {values['NDCG@10']:.3f}" for name, values in history["validation"].items() if values)
-    out.print(f"validation NDCG@10 ({history['validation_queries']} selling points): {tried or 'none measurable'}", highlight=False)
+    if tried:
+        out.print(f"validation NDCG@10 ({history['validation_queries']} selling points): {tried}", highlight=False)
     out.print(f"kept the {history['kept']} model: {history['reason']}", highlight=False)
     if split.test:
         _print_metrics(f"held-out ({len(split.test)} selling points)", metrics)

@@ -197,6 +197,9 @@ def refine_with_feedback(
         "judgements": {"approved": approved, "rejected": int(rejected_pairs(graph, set(learnt)).shape[1])},
         "judged_since": earlier.content_hash != graph.content_hash,
     }
+    tryable = [name for name in config.candidates if name == "update" or history["judged_since"]]
+    if not tryable or not folds:  # nothing to weigh: no shadow is trained
+        return base, _choose(history | {"validation": {"current": {}}}, config)
     tried: dict[str, list[dict[str, float]]] = {"current": []}
     shadow_links: list[int] = []
     for queries in folds:
