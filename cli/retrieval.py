@@ -142,7 +142,8 @@ def feedback(
         learnt = read_judgements(_checkpoint_root())  # None: an older checkpoint, what it learnt from is unknown
         trained_on = as_judged(graph, learnt) if learnt is not None else None
         if learnt is None:
-            out.print("note: this checkpoint does not record the judgements it learnt from; only the update is tried")
+            out.print("note: this checkpoint does not record the judgements it learnt from, so none count as new: "
+                      "`kdcvg retrieval train` learns them all (or try --candidate update)", highlight=False)
         elif trained_on.content_hash != graph.content_hash:
             out.print(f"{_judged_since(learnt, judgement_record(graph))} since this checkpoint trained: they are learned from")
         train_ids = [sp for sp in meta.get("train_selling_points") or graph.ids("SellingPoint") if sp in graph.index("SellingPoint")]

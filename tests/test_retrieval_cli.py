@@ -146,6 +146,9 @@ def test_feedback_retrains_on_judgements_made_since_the_checkpoint(trained: dict
     assert learnt == (before if meta["feedback"]["kept"] == "current" else now) and before != now
     refused = kdcvg(trained, "retrieval", "feedback", "--candidate", "reinforce", ok=False)
     assert refused.returncode == 2 and "reinforce" in refused.stderr
+    (latest / "judgements.json").unlink()  # as an older checkpoint: what it learnt from is unknown
+    older = kdcvg(trained, "retrieval", "feedback")
+    assert "does not record the judgements" in older.stdout and "kept the current model" in older.stdout, older.stdout
 
 
 def test_train_chooses_the_text_share_unless_given(trained: dict[str, str]) -> None:
