@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from kb.demo import build as demo
-from kb.demo.spec import CATEGORIES, MOTIONS, PRODUCTS
+from kb.demo.spec import BRIEFED_PRODUCTS, CATEGORIES, MOTIONS, PRODUCTS, SAME_CLAIMS
 from kb.motion import measure_motion
 from kb.schema import ILLUSTRATION_STATUSES, MOTION_DESCRIPTORS, NODE_TYPES, REL_TYPES
 
@@ -221,3 +221,21 @@ def test_full_demo_plan() -> None:
         assert 3 <= len(clip.tags) <= 6, clip.tags
         assert 0 <= clip.score <= 1 and 24 <= clip.num_frames <= 48
     assert demo.plan_clips(PRODUCTS) == plans  # deterministic
+
+
+def test_briefed_products_have_selling_points_and_relations_but_no_clips() -> None:
+    """Briefed products add selling points and SAME_CLAIM rows, never clips: the filmed clips' ids and plans stay as they were."""
+    every = demo.select_products(None)
+    assert [p["key"] for p in every] == [p["key"] for p in [*PRODUCTS, *BRIEFED_PRODUCTS]] and len(BRIEFED_PRODUCTS) == 12
+    assert all(len(p["selling_points"]) == 5 for p in BRIEFED_PRODUCTS)
+    sp_ids = [demo.selling_point_id(p["key"], s["key"]) for p in every for s in p["selling_points"]]
+    assert len(sp_ids) == len(set(sp_ids)) == 120
+    assert demo.plan_clips(every) == demo.plan_clips(PRODUCTS)
+    assert demo.plan_clips(demo.select_products([BRIEFED_PRODUCTS[0]["key"]])) == []
+    categories = {c["key"] for c in CATEGORIES}
+    assert all(p["category"] in categories for p in BRIEFED_PRODUCTS)
+    filmed = {p["key"] for p in PRODUCTS}
+    for product in BRIEFED_PRODUCTS:  # each can borrow footage: approved claims shared with filmed products
+        approved = [row for row in SAME_CLAIMS if row[4] == "approved" and product["key"] in (row[0], row[2])
+                    and (row[0] in filmed or row[2] in filmed)]
+        assert len(approved) >= 4, product["key"]

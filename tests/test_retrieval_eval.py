@@ -1,7 +1,7 @@
 """Retrieval evaluation: metrics on hand-computed examples, the baselines on the demo's real texts,
 and `evaluate_directory` end to end on a small rendered demo build (no mocks).
 
-The demo's real texts (all 60 selling points and 300 clip captions/tags, exactly as the full demo
+The demo's real texts (all 120 selling points and 300 clip captions/tags, exactly as the full demo
 plans them) are written as an ACKB directory without rendering video, which keeps the suite fast;
 `evaluate_directory` is also run on a small rendered build (3 products, 3 clips each).
 """

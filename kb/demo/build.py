@@ -1,8 +1,9 @@
 """Build the demo ACKB: render its clips, measure their motion, write the interchange directory.
 
 Why: the project needs a realistic knowledge base to develop and test against without any private
-data: 5 categories, 12 products, 60 selling points, 10 motion types and 300 real MP4 clips, each
-clip with a caption, tags, its *measured* motion descriptors and an ILLUSTRATES annotation, and
+data: 5 categories, 12 filmed products with 60 selling points, 10 motion types and 300 real MP4 clips,
+each clip with a caption, tags, its *measured* motion descriptors and an ILLUSTRATES annotation; 12
+briefed products (60 more selling points, no footage yet: what the ads are to be made for); and
 SAME_CLAIM relations between selling points of different products (approved, proposed, rejected).
 
 What: `build_demo_ackb(out_dir)` plans every clip deterministically from `kb.demo.spec` (which
@@ -39,6 +40,7 @@ import numpy as np
 from kb.demo import clips as clip_renderer
 from kb.demo.spec import (
     ANNOTATORS,
+    BRIEFED_PRODUCTS,
     CATEGORIES,
     CLIPS_PER_SELLING_POINT,
     FPS,
@@ -125,19 +127,22 @@ def clip_seed(identifier: str) -> int:
 
 
 def select_products(products: Sequence[str] | None) -> list[dict[str, Any]]:
-    """The spec's products named by key or id (all of them for None), in spec order."""
+    """The spec's products, filmed then briefed, named by key or id (all of them for None), in spec order."""
+    every = [*PRODUCTS, *BRIEFED_PRODUCTS]
     if products is None:
-        return list(PRODUCTS)
+        return every
     wanted = {p.removeprefix("prod-") for p in products}
-    known = {p["key"] for p in PRODUCTS}
+    known = {p["key"] for p in every}
     unknown = sorted(wanted - known)
     if unknown:
         raise BadInputError(f"unknown demo product(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return [p for p in PRODUCTS if p["key"] in wanted]
+    return [p for p in every if p["key"] in wanted]
 
 
 def plan_clips(products: Sequence[dict[str, Any]], limit_clips_per_product: int | None = None) -> list[ClipPlan]:
-    """All clips of the given products, numbered as in the full demo (clip ids never shift).
+    """All clips of the given filmed products, numbered as in the full demo (clip ids never shift).
+
+    Briefed products (`BRIEFED_PRODUCTS`) have no footage, so they get no clips.
 
     Clip j of a product (0-based) shows selling point j % 5 in its r = j // 5-th take; the motion
     is (k + 2r + 3p) mod 10 for selling point k of product p, so each selling point gets 5 different
@@ -149,7 +154,9 @@ def plan_clips(products: Sequence[dict[str, Any]], limit_clips_per_product: int 
     index = {p["key"]: i for i, p in enumerate(PRODUCTS)}
     plans = []
     for product in products:
-        p = index[product["key"]]
+        p = index.get(product["key"])
+        if p is None:
+            continue  # briefed: no footage yet
         for j in range(limit):
             plans.append(_plan_clip(product, p, j))
     return plans
