@@ -59,7 +59,7 @@ def _save_with_index(
     path = save_checkpoint(
         _checkpoint_root(), model, config, graph.content_hash, metrics, train_selling_points=train, extra=extra, judgements=judgements
     )
-    serving = SarRetriever(model, graph, features, None, text_mix=config.text_mix, knn_mix=config.knn_mix)  # every approved link passes messages
+    serving = SarRetriever.for_config(model, graph, features, None, config)  # every approved link passes messages
     ClipIndex.build(graph.ids("CreativeClip"), serving.index_vectors()).save(path / "index")
     load_sar(settings())
     return path
@@ -80,11 +80,15 @@ def train(
         Optional[float],
         typer.Option(min=0.0, max=2.0, help="Text share of the served score (default: chosen by cross-validation over the training products)."),
     ] = None,
+    vote_mix: Annotated[
+        Optional[float],
+        typer.Option(min=0.0, max=2.0, help="Share of the judged-neighbour vote (default: chosen with the text share; given alone, the other keeps SarConfig's)."),
+    ] = None,
 ) -> None:
     """Train the heterogeneous GAT on the ACKB and save a versioned checkpoint with its index."""
     from dataclasses import replace
 
-    from retrieval.crossval import choose_text_mix
+    from retrieval.crossval import choose_mixes
     from retrieval.judgements import judgement_record
     from retrieval.sar import SarRetriever
     from retrieval.split import split_by_selling_point
@@ -92,12 +96,13 @@ def train(
 
     graph, features = _graph_and_features()
     config = SarConfig(seed=seed, test_fraction=test_fraction, **({"epochs": epochs} if epochs else {}))
-    chosen = "cross-validation" if text_mix is None else "given"
-    if text_mix is not None:
-        config = replace(config, text_mix=text_mix)
+    given = {name: value for name, value in (("text_mix", text_mix), ("vote_mix", vote_mix)) if value is not None}
+    chosen = "given" if given else "cross-validation"
+    config = replace(config, **given)
     if if_changed and (latest := _latest_meta()) is not None:
-        same_mix = latest.get("text_mix_chosen_by") == chosen and (text_mix is None or latest["config"].get("text_mix") == text_mix)
-        asked = {**config.to_dict(), "text_mix": latest["config"].get("text_mix")}  # the share itself is compared above
+        shares = {name: latest["config"].get(name) for name in ("text_mix", "vote_mix")}
+        same_mix = latest.get("text_mix_chosen_by") == chosen and (not given or shares == {"text_mix": config.text_mix, "vote_mix": config.vote_mix})
+        asked = {**config.to_dict(), **shares}  # the shares themselves are compared above
         if latest.get("data_hash") == graph.content_hash and same_mix and latest.get("config") == asked:
             out.print(f"checkpoint {latest['path']} was trained on this ACKB with this config: nothing to do")
             return
@@ -105,13 +110,14 @@ def train(
         split = split_by_selling_point(graph, test_fraction=test_fraction, seed=seed)
         if not split.test:
             fail("no selling point can be held out: the ACKB needs products with two or more selling points with approved clips", 2)
-        if text_mix is None:
-            mix, measured = choose_text_mix(graph, features, split, config, progress=sys.stderr.isatty())
-            config = replace(config, text_mix=mix)
-            by_mix = ", ".join(f"{m:g}: {v['NDCG@10']:.3f}" for m, v in measured["mixes"].items() if v)
-            out.print(f"text share {mix:g}, chosen over {measured['folds']} product groups (NDCG@10 by share: {by_mix or 'not measurable'})")
+        if not given:
+            (mix, vote), measured = choose_mixes(graph, features, split, config, progress=sys.stderr.isatty())
+            config = replace(config, text_mix=mix, vote_mix=vote)
+            by_mix = ", ".join(f"{m}: {v['NDCG@10']:.3f}" for m, v in measured["mixes"].items() if v)
+            out.print(f"text share {mix:g}, vote share {vote:g}, chosen over {measured['folds']} product groups "
+                      f"(NDCG@10 by text/vote share: {by_mix or 'not measurable'})")
         model, history = train_sar(graph, features, split, config, progress=sys.stderr.isatty())
-        scores = SarRetriever(model, graph, features, set(split.train), text_mix=config.text_mix, knn_mix=config.knn_mix).score_matrix(split.test)
+        scores = SarRetriever.for_config(model, graph, features, set(split.train), config).score_matrix(split.test)
         metrics = {**held_out_metrics(graph, scores, split.test), "final_loss": history["loss"][-1], "train_seconds": history["seconds"]}
         extra = {"validation_selling_points": history["validation_selling_points"], "text_mix_chosen_by": chosen}
         path = _save_with_index(model, config, graph, features, metrics, split.train, extra=extra, judgements=judgement_record(graph))
@@ -159,7 +165,7 @@ def feedback(
         stats |= {key: history[key] for key in ("update", "refit") if key in history}
         metrics: dict[str, Any] = {"feedback": stats}
         if split.test:
-            scores = SarRetriever(kept, graph, features, set(split.train), text_mix=config.text_mix, knn_mix=config.knn_mix).score_matrix(split.test)
+            scores = SarRetriever.for_config(kept, graph, features, set(split.train), config).score_matrix(split.test)
             metrics.update(held_out_metrics(graph, scores, split.test))
         extra = {"stage": "feedback", "parent": meta.get("version"), "feedback": stats, "feedback_config": feedback_config.to_dict(),
                  "text_mix_chosen_by": meta.get("text_mix_chosen_by"),

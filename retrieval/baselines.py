@@ -20,6 +20,7 @@ import numpy as np
 from kb.graph import AckbGraph
 from retrieval.features import node_text
 from retrieval.split import Split
+from retrieval.vote import TEMPERATURE, K, unit_rows
 
 Ranker: TypeAlias = Callable[[AckbGraph, dict[str, np.ndarray], Split, Sequence[str]], np.ndarray]
 
@@ -172,19 +173,14 @@ def same_category_scores(
     return result
 
 
-def _unit_rows(matrix: np.ndarray) -> np.ndarray:
-    matrix = np.asarray(matrix, dtype=np.float64)
-    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
-
-
 def sp_knn_scores(
     graph: AckbGraph,
     features: dict[str, np.ndarray],
     split: Split,
     sp_ids: Sequence[str],
     *,
-    k: int = 10,
-    temperature: float = 0.05,
+    k: int = K,
+    temperature: float = TEMPERATURE,
 ) -> np.ndarray:
     """Selling-point kNN: the clips approved for the training selling points whose text is nearest the query's.
 
@@ -195,8 +191,8 @@ def sp_knn_scores(
     non-learned rival: it uses the judgements of similar claims, as SAR should.
     """
     rows = _sp_rows(graph, sp_ids)
-    sp = _unit_rows(features["SellingPoint"])
-    clip = _unit_rows(features["CreativeClip"])
+    sp = unit_rows(features["SellingPoint"])
+    clip = unit_rows(features["CreativeClip"])
     result = np.zeros((len(rows), clip.shape[0]), dtype=np.float64)
     approved = graph.judgements("approved")
     clip_index, sp_index = graph.index("CreativeClip"), graph.index("SellingPoint")

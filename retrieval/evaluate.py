@@ -533,7 +533,10 @@ def format_protocol_table(result: Mapping[str, Any]) -> str:
         )
     if result.get("learned_runs"):
         notes.append("Feedback stage kept, per seed: " + ", ".join(f"{d['seed']} {d['kept']}" for d in result["learned_runs"]))
-        notes.append("Text share of the +text rows, chosen per seed: " + ", ".join(f"{d['seed']} {d['text_mix']:g}" for d in result["learned_runs"]))
+        notes.append(
+            "Text/vote shares of the +text rows, chosen per seed: "
+            + ", ".join(f"{d['seed']} {d['text_mix']:g}/{d.get('vote_mix', 0.0):g}" for d in result["learned_runs"])
+        )
     return "\n".join(lines + [""] + notes)
 
 

@@ -3,8 +3,9 @@
 Each is a `retrieval.baselines.Ranker` (graph, features, split, sp_ids) -> scores. They train on the
 split's training selling points inside the call; training is memoised per (graph, split) so the
 four rankers share one GAT, one feedback stage and one text-share choice. "GAT" is the served score without text
-(GAT cosine + the learned nearest-neighbour vote); "+text" adds text cosine at the share that
-cross-validation over the training products chooses (`retrieval.crossval.choose_text_mix`);
+(GAT cosine + the learned nearest-neighbour vote); "+text" adds text cosine and the judged-neighbour
+vote (`retrieval.vote`) at the shares that cross-validation over the training products chooses
+(`retrieval.crossval.choose_mixes`), as the served model does;
 "+FB" is the model the feedback stage's validation gate kept (updated, trained again, or the GAT
 itself).
 
@@ -26,7 +27,7 @@ import numpy as np
 from kb.graph import AckbGraph
 from kdcvg.errors import BadInputError
 from retrieval.baselines import Ranker
-from retrieval.crossval import choose_text_mix
+from retrieval.crossval import choose_mixes
 from retrieval.feedback import FeedbackConfig, refine_with_feedback
 from retrieval.judgements import pending_judgements
 from retrieval.sar import SarRetriever
@@ -42,15 +43,15 @@ def learned_rankers(
     progress: bool = False,
     feedback_share: float = 0.0,
     decisions: list[dict[str, Any]] | None = None,
-    text_mix: float | None = None,
+    mixes: tuple[float, float] | None = None,
 ) -> dict[str, Ranker]:
     """{"GAT", "GAT+text", "GAT+FB", "GAT+FB+text"} rankers sharing their training (and "GAT-all" when `feedback_share` > 0).
 
     `seed` (when given) replaces both configs' seeds, so one evaluation seed varies the split (the
     caller's), the GAT's initial weights and training episodes, and the feedback stage's together.
-    `text_mix`: the "+text" rows' text share; None (default) chooses it per training split by
+    `mixes`: the "+text" rows' (text share, vote share); None (default) chooses them per training split by
     cross-validation over the training products, as `kdcvg retrieval train` does for the served model.
-    `decisions`, when given, receives {"seed", "kept", "reason", "text_mix"} for each training.
+    `decisions`, when given, receives {"seed", "kept", "reason", "text_mix", "vote_mix"} for each training.
     """
     if not 0.0 <= feedback_share < 1.0:
         raise BadInputError(f"feedback_share must be in [0, 1), got {feedback_share}")
@@ -69,10 +70,12 @@ def learned_rankers(
             refined, history = refine_with_feedback(
                 gat, graph, features, split, feedback, progress=progress, sar_config=config, validation=validation, trained_on=earlier
             )
-            mix = choose_text_mix(earlier, features, split, config)[0] if text_mix is None else text_mix
-            trained[key] = {"GAT": gat, "GAT+FB": refined, "text_mix": mix}
+            mix, vote = choose_mixes(earlier, features, split, config)[0] if mixes is None else mixes
+            trained[key] = {"GAT": gat, "GAT+FB": refined, "text_mix": mix, "vote_mix": vote}
             if decisions is not None:
-                decisions.append({"seed": config.seed, "kept": history["kept"], "reason": history["reason"], "text_mix": mix})
+                decisions.append(
+                    {"seed": config.seed, "kept": history["kept"], "reason": history["reason"], "text_mix": mix, "vote_mix": vote}
+                )
             if feedback_share:  # a kept retrain is this very training (same graph, split and seed): not run twice
                 retrained = history["kept"] == "retrain" and not config.validation_fraction
                 trained[key]["GAT-all"] = refined if retrained else train_sar(graph, features, split, config, progress=progress)[0]
@@ -81,8 +84,8 @@ def learned_rankers(
     def ranker(stage: str, with_text: bool) -> Ranker:
         def scores(graph: AckbGraph, features: dict[str, np.ndarray], split: Split, sp_ids: Sequence[str]) -> np.ndarray:
             trained_here = models(graph, features, split)
-            mix = trained_here["text_mix"] if with_text else 0.0
-            retriever = SarRetriever(trained_here[stage], graph, features, set(split.train), text_mix=mix, knn_mix=config.knn_mix)
+            shares = {name: trained_here[name] if with_text else 0.0 for name in ("text_mix", "vote_mix")}
+            retriever = SarRetriever.for_config(trained_here[stage], graph, features, set(split.train), config, **shares)
             return retriever.score_matrix(list(sp_ids))
 
         return scores

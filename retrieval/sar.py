@@ -1,9 +1,10 @@
 """SarRetriever: a trained SarGAT over one graph, serving clip rankings for selling points.
 
 Scores are GAT cosine + `knn_mix` × cosine to the clip's prototype (the mean embedding of the
-selling points it illustrates: a learned nearest-neighbour vote) + `text_mix` × text cosine
-(selling-point text vs clip text, the same sentence embeddings the model reads); both mixes 0 give
-the pure GAT score. Message passing and prototypes use the approved ILLUSTRATES links of
+selling points it illustrates: a learned nearest-neighbour vote) + clip text · (`text_mix` × the
+selling point's text + `vote_mix` × its judged-neighbour vote, `retrieval.vote`), in the same
+sentence embeddings the model reads; all three mixes 0 give the pure GAT score. Message passing,
+prototypes and the vote's labelled selling points use the approved ILLUSTRATES links of
 `message_selling_points` (None: every selling point).
 """
 
@@ -21,6 +22,8 @@ from retrieval.features import TextEncoder
 from retrieval.hetero import CLIP, ILLUSTRATES, SP, to_heterodata
 from retrieval.model import SarGAT, clip_prototypes
 from retrieval.pyg import HeteroData
+from retrieval.train import SarConfig
+from retrieval.vote import labelled_prototypes, text_queries
 
 
 class SarRetriever:
@@ -35,6 +38,7 @@ class SarRetriever:
         *,
         text_mix: float = 1.0,
         knn_mix: float = 0.0,
+        vote_mix: float = 0.0,
         encoder: TextEncoder | None = None,
     ) -> None:
         self.model = model.eval()
@@ -42,8 +46,10 @@ class SarRetriever:
         self.features = features
         self.text_mix = text_mix
         self.knn_mix = knn_mix
+        self.vote_mix = vote_mix
         self._encoder = encoder
         self.data: HeteroData = to_heterodata(graph, features, message_selling_points)
+        self.vote_texts, self.vote_prototypes = labelled_prototypes(graph, features, message_selling_points)
         expected = model.spec["in_dims"]
         if set(expected) != set(self.data.node_types):
             raise BadInputError(
@@ -60,20 +66,26 @@ class SarRetriever:
         self._out: dict[str, np.ndarray] | None = None
 
     @classmethod
+    def for_config(
+        cls, model: SarGAT, graph: AckbGraph, features: dict[str, np.ndarray], message_selling_points: set[str] | None, config: SarConfig, **kwargs
+    ) -> SarRetriever:
+        """Serve `model` with the mixes of `config` (`text_mix`, `knn_mix`, `vote_mix`) unless given."""
+        mixes = {"text_mix": config.text_mix, "knn_mix": config.knn_mix, "vote_mix": config.vote_mix}
+        return cls(model, graph, features, message_selling_points, **(mixes | kwargs))
+
+    @classmethod
     def from_checkpoint(cls, path: Path, graph: AckbGraph, features: dict[str, np.ndarray], **kwargs) -> SarRetriever:
         """Load a checkpoint (a version folder or a root with `latest`) and serve it on `graph`.
 
-        Uses the checkpoint's training selling points for message passing and its `text_mix` and
-        `knn_mix` unless given; note a graph other than the training one changes the embeddings.
+        Uses the checkpoint's training selling points for message passing and its mixes unless
+        given; note a graph other than the training one changes the embeddings.
         """
         from retrieval.checkpoint import load_checkpoint
 
         model, config, meta = load_checkpoint(path)
         train = meta.get("train_selling_points")
-        kwargs.setdefault("message_selling_points", set(train) if train is not None else None)
-        kwargs.setdefault("text_mix", config.text_mix)
-        kwargs.setdefault("knn_mix", config.knn_mix)
-        return cls(model, graph, features, **kwargs)
+        message = kwargs.pop("message_selling_points", set(train) if train is not None else None)
+        return cls.for_config(model, graph, features, message, config, **kwargs)
 
     @property
     def encoder(self) -> TextEncoder:
@@ -116,12 +128,16 @@ class SarRetriever:
         """(len(sp_ids), d) embeddings of known selling points; KeyError for an unknown id."""
         return self.outputs[SP][self._sp_rows(sp_ids)]
 
+    def text_queries(self, texts: np.ndarray) -> np.ndarray:
+        """(Q, d) the text part of queries for text embeddings (Q, d): text_mix × text + vote_mix × judged-neighbour vote."""
+        return text_queries(texts, self.text_mix, self.vote_mix, self.vote_texts, self.vote_prototypes)
+
     def score_matrix(self, sp_ids: list[str]) -> np.ndarray:
-        """(len(sp_ids), clips): GAT cosine + knn_mix × prototype cosine + text_mix × text cosine (higher is better)."""
+        """(len(sp_ids), clips): GAT cosine + knn_mix × prototype cosine + clip text · text query (higher is better)."""
         rows = self._sp_rows(sp_ids)
         scores = self.outputs[SP][rows] @ self.clip_keys.T
-        if self.text_mix:
-            scores = scores + self.text_mix * (self.features[SP][rows] @ self.features[CLIP].T)
+        if self.text_mix or self.vote_mix:
+            scores = scores + self.text_queries(self.features[SP][rows]) @ self.features[CLIP].T
         return scores
 
     def _fresh(self, text: str, product_id: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -151,7 +167,7 @@ class SarRetriever:
     def score_text(self, text: str, product_id: str | None = None) -> np.ndarray:
         """(clips,) scores of every clip for a fresh selling-point text (same mix as score_matrix)."""
         embedding, vector = self._fresh(text, product_id)
-        return self.clip_keys @ embedding + self.text_mix * (self.features[CLIP] @ vector)
+        return self.clip_keys @ embedding + self.features[CLIP] @ self.text_queries(vector[None, :])[0]
 
     def top_clips(self, scores: np.ndarray, k: int = 10) -> list[tuple[str, float]]:
         """The k best (clip id, score) of one score row."""
@@ -172,14 +188,14 @@ class SarRetriever:
         return np.concatenate([pad, keys, self.features[CLIP]], axis=1).astype(np.float32)
 
     def query_vector(self, text: str, product_id: str | None = None) -> np.ndarray:
-        """(1 + 2d,) query for `index_vectors`: [0, GAT embedding, text_mix × text embedding] of a fresh text."""
+        """(1 + 2d,) query for `index_vectors`: [0, GAT embedding, text query] of a fresh text."""
         embedding, vector = self._fresh(text, product_id)
-        return np.concatenate([[0.0], embedding, self.text_mix * vector]).astype(np.float32)
+        return np.concatenate([[0.0], embedding, self.text_queries(vector[None, :])[0]]).astype(np.float32)
 
     def selling_point_queries(self) -> np.ndarray:
         """(selling points, 1 + 2d) queries for `index_vectors` of every selling point in the graph, graph order."""
         zeros = np.zeros((self.outputs[SP].shape[0], 1), dtype=np.float32)
-        return np.concatenate([zeros, self.outputs[SP], self.text_mix * self.features[SP]], axis=1).astype(np.float32)
+        return np.concatenate([zeros, self.outputs[SP], self.text_queries(self.features[SP])], axis=1).astype(np.float32)
 
     def selling_point_query_vector(self, sp_id: str) -> np.ndarray:
         """(1 + 2d,) query for `index_vectors` of a selling point already in the graph."""

@@ -38,11 +38,12 @@ from kdcvg.errors import BadInputError, NotFoundError
 from retrieval.features import TextEncoder
 from retrieval.gat_numpy import EdgeType, NumpySarGAT, edge_key
 from retrieval.index import ClipIndex
+from retrieval.vote import text_queries
 
 if TYPE_CHECKING:
     from kdcvg.config import Settings
 
-FORMAT = 2  # bump when a bundle's content changes meaning
+FORMAT = 3  # bump when a bundle's content changes meaning
 FOLDER = "sar-serving"
 KEEP = 4  # bundles kept per cache (newest first); older ones are removed when a new one is written
 SP, CLIP, PRODUCT = "SellingPoint", "CreativeClip", "Product"
@@ -99,8 +100,11 @@ class ServingSar:
     model: NumpySarGAT
     inputs: dict[str, np.ndarray]
     edges: dict[EdgeType, np.ndarray]
-    selling_point_queries: np.ndarray  # (selling points, 1 + 2d), graph order: [0, GAT embedding, text_mix × text embedding]
+    selling_point_queries: np.ndarray  # (selling points, 1 + 2d), graph order: [0, GAT embedding, text query]
     text_mix: float
+    vote_mix: float
+    vote_texts: np.ndarray  # (labelled selling points, d) unit texts, for the judged-neighbour vote (retrieval.vote)
+    vote_prototypes: np.ndarray  # (labelled selling points, d) unit mean texts of their approved clips
     encoder: TextEncoder
     graph: AckbGraph
 
@@ -133,7 +137,8 @@ class ServingSar:
             edges[REV_HAS_SELLING_POINT] = edges[HAS_SELLING_POINT][::-1]
         # a full forward: tens of ms at demo scale; a large graph would take the new node's L-hop neighbourhood
         embedding = self.model.forward(x, edges)[SP][n]
-        return np.concatenate([[0.0], embedding, self.text_mix * vector]).astype(np.float32)  # as SarRetriever.query_vector
+        text = text_queries(vector, self.text_mix, self.vote_mix, self.vote_texts, self.vote_prototypes)[0]
+        return np.concatenate([[0.0], embedding, text]).astype(np.float32)  # as SarRetriever.query_vector
 
     def selling_point_query_vector(self, sp_id: str) -> np.ndarray:
         """(1 + 2d,) query for the clip index of a selling point already in the graph."""
@@ -164,7 +169,7 @@ def _write(staging: Path, settings: Settings, store: GraphStore, checkpoint: dic
     graph = graph_from_store(store, settings.media_dir)
     features = build_features(graph, encoder, settings.cache_dir, clip_encoder_from_settings(settings))
     model, config, _ = load_checkpoint(Path(checkpoint["path"]))
-    retriever = SarRetriever(model, graph, features, None, text_mix=config.text_mix, knn_mix=config.knn_mix)  # every approved link passes messages
+    retriever = SarRetriever.for_config(model, graph, features, None, config)  # every approved link passes messages
     trained_index = Path(checkpoint["path"]) / "index"
     queries = retriever.selling_point_queries()
     if checkpoint.get("data_hash") == graph.content_hash and trained_index.is_dir() and ClipIndex.load(trained_index).dim == queries.shape[1]:
@@ -176,10 +181,11 @@ def _write(staging: Path, settings: Settings, store: GraphStore, checkpoint: dic
     arrays |= {f"edges/{edge_key(t)}": retriever.data[t].edge_index.numpy() for t in retriever.data.edge_types}
     arrays |= {f"w/{name}": value for name, value in export_weights(model).items()}
     arrays["selling_point_queries"] = queries
+    arrays["vote/texts"], arrays["vote/prototypes"] = retriever.vote_texts, retriever.vote_prototypes
     np.savez(staging / "arrays.npz", **arrays)
     rows = {"nodes": graph.nodes, "relationships": graph.relationships, "content_hash": graph.content_hash}
     (staging / "graph.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
-    meta = {"checkpoint": checkpoint, "spec": model.spec, "text_mix": config.text_mix, "index": index_dir, "format": FORMAT}
+    meta = {"checkpoint": checkpoint, "spec": model.spec, "text_mix": config.text_mix, "vote_mix": config.vote_mix, "index": index_dir, "format": FORMAT}
     (staging / "meta.json").write_text(json.dumps(meta, default=str), encoding="utf-8")
 
 
@@ -193,7 +199,10 @@ def _load(directory: Path, settings: Settings, encoder: TextEncoder) -> Bundle:
     model = NumpySarGAT({k[2:]: v for k, v in arrays.items() if k.startswith("w/")}, meta["spec"])
     inputs = {k[2:]: v for k, v in arrays.items() if k.startswith("x/")}
     edges = {tuple(k[len("edges/") :].split("__")): v for k, v in arrays.items() if k.startswith("edges/")}
-    sar = ServingSar(model, inputs, edges, arrays["selling_point_queries"], meta["text_mix"], encoder, graph)  # type: ignore[arg-type]
+    sar = ServingSar(
+        model, inputs, edges, arrays["selling_point_queries"], meta["text_mix"], meta["vote_mix"],  # type: ignore[arg-type]
+        arrays["vote/texts"], arrays["vote/prototypes"], encoder, graph,
+    )
     return Bundle(sar, ClipIndex.load(directory / meta["index"]), graph, meta["checkpoint"])
 
 

@@ -66,7 +66,8 @@ class SarConfig:
     validation_fraction: float = 0.0  # share of training products left out of supervision (0: the feedback gate refits instead)
     seed: int = 0
     test_fraction: float = 0.2
-    text_mix: float = 1.0  # served score also adds text_mix * text cosine (chosen on a validation split)
+    text_mix: float = 1.0  # served score also adds text_mix * text cosine (chosen by cross-validation)
+    vote_mix: float = 0.0  # ... and vote_mix * the judged-neighbour vote (retrieval.vote; chosen with text_mix)
     threads: int = 1  # torch CPU threads while training (1 is fastest for graphs this small, esp. on busy CPUs)
 
     @classmethod

@@ -107,7 +107,7 @@ def test_feedback_makes_a_new_version_and_eval_prints_all_methods(trained: dict[
     ]  # fmt: skip
     assert result["seeds"] == [0, 1]
     assert [d["seed"] for d in result["learned_runs"]] == [0, 1] and all(d["kept"] == "current" for d in result["learned_runs"])
-    assert all(d["text_mix"] in (0.0, 0.25, 0.5, 1.0) for d in result["learned_runs"])
+    assert all(d["text_mix"] in (0.0, 0.25, 0.5, 1.0) and d["vote_mix"] in (0.0, 0.5, 1.0) for d in result["learned_runs"])
     assert all(0 <= r["Recall@10"]["low"] <= r["Recall@10"]["mean"] <= r["Recall@10"]["high"] <= 1 for r in result["rows"])
 
 
@@ -157,12 +157,18 @@ def test_train_chooses_the_text_share_unless_given(trained: dict[str, str]) -> N
     first = json.loads((root / "v0001" / "meta.json").read_text())
     assert first["text_mix_chosen_by"] == "cross-validation"
     assert json.loads((root / "v0001" / "config.json").read_text())["sar"]["text_mix"] in (0.0, 0.25, 0.5, 1.0)
+    assert json.loads((root / "v0001" / "config.json").read_text())["sar"]["vote_mix"] in (0.0, 0.5, 1.0)
     given = kdcvg(trained, "retrieval", "train", "--epochs", "20", "--text-mix", "0.3", "--if-changed")
     assert "text share" not in given.stdout and "checkpoint:" in given.stdout
     latest = root / (root / "latest").read_text().strip()
     assert json.loads((latest / "config.json").read_text())["sar"]["text_mix"] == 0.3
     assert json.loads((latest / "meta.json").read_text())["text_mix_chosen_by"] == "given"
     assert "nothing to do" in kdcvg(trained, "retrieval", "train", "--epochs", "20", "--text-mix", "0.3", "--if-changed").stdout
+    voted = kdcvg(trained, "retrieval", "train", "--epochs", "20", "--text-mix", "0.3", "--vote-mix", "0.5", "--if-changed")
+    assert "nothing to do" not in voted.stdout, "another vote share is another model"
+    latest = root / (root / "latest").read_text().strip()
+    assert {k: v for k, v in json.loads((latest / "config.json").read_text())["sar"].items() if k.endswith("_mix") and k != "knn_mix"} == {
+        "text_mix": 0.3, "vote_mix": 0.5}
     chosen = kdcvg(trained, "retrieval", "train", "--epochs", "20", "--if-changed")
     assert "text share" in chosen.stdout and "product groups" in chosen.stdout, chosen.stdout
 
